@@ -1,0 +1,8 @@
+"""Version of the installed cpq-guard package."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("cpq-guard")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
