@@ -178,15 +178,18 @@ def _scan_bank(path: Path) -> tuple[list[_Line], _TruncatedTail | None, bool]:
             offset += len(raw)
             is_last_without_newline = not raw.endswith(b"\n")
 
+            # Only a line that is not even JSON can be a write cut short, because
+            # no prefix of a serialised object is itself a complete JSON value.
             try:
-                record = _parse_line(raw, number, path)
+                document = _decode_line(raw, number, path)
             except BankFormatError:
                 if is_last_without_newline:
                     return lines, _TruncatedTail(number, start, len(raw)), False
                 raise
 
-            if record is None:
+            if document is _BLANK_LINE:
                 continue
+            record = _validate_record(document, number, path)
             missing_final_newline = is_last_without_newline
 
             first = first_line_by_id.get(record.id)
@@ -203,8 +206,11 @@ def _scan_bank(path: Path) -> tuple[list[_Line], _TruncatedTail | None, bool]:
     return lines, None, missing_final_newline
 
 
-def _parse_line(raw: bytes, number: int, path: Path) -> BankRecord | None:
-    """Parse one raw line into a record, or return None for a blank line."""
+_BLANK_LINE = object()
+
+
+def _decode_line(raw: bytes, number: int, path: Path) -> Any:
+    """Decode one raw line as JSON, or return `_BLANK_LINE` for a blank line."""
     where = f"{path}, line {number}"
 
     try:
@@ -220,22 +226,28 @@ def _parse_line(raw: bytes, number: int, path: Path) -> BankRecord | None:
     if number == 1:
         text = text.removeprefix("\ufeff")  # tolerate a byte order mark from editors
     if not text.strip():
-        return None
+        return _BLANK_LINE
 
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise BankFormatError(
             f"{where}: invalid JSON ({error.msg} at column {error.colno}); "
-            "each line must hold one complete JSON object",
+            "each line must contain one complete JSON object",
             path=str(path),
             line=number,
         ) from None
+    return document
+
+
+def _validate_record(document: Any, number: int, path: Path) -> BankRecord:
+    """Validate a decoded line as a record, checking its format tag first."""
+    where = f"{path}, line {number}"
 
     if not isinstance(document, dict):
         raise BankFormatError(
             f"{where}: expected a JSON object, got a JSON {_json_type_name(document)}; "
-            f"each line must hold one record object, {_FORMAT_DOC}",
+            f"each line must contain one record object, {_FORMAT_DOC}",
             path=str(path),
             line=number,
         )

@@ -149,6 +149,8 @@ def test_read_empty_allowed(tmp_path: Path) -> None:
         (GOOD + '{"id": "é'.encode()[:-1], 2, "incomplete"),
         (b'["q1"]\n', 1, "expected a JSON object, got a JSON array"),
         (b"42\n", 1, "got a JSON number"),
+        (b"null\n", 1, "got a JSON null"),
+        (GOOD + b'{"id": "q2", "prompt": "p"}', 2, "samples: Field required"),
         (b'{"id": "q1", "prompt": "p"}\n', 1, "samples: Field required"),
         (_line(samples=[{"text": 35}]), 1, "samples.0.text: Input should be a valid string"),
         (_line(samples=[{"txt": "1"}]), 1, "samples.0.txt: unknown field (misspelt?)"),
@@ -255,6 +257,28 @@ def test_writer_repairs_truncated_tail(tmp_path: Path, caplog: pytest.LogCapture
     assert len(warnings) == 1
     assert "line 2" in warnings[0].getMessage()
     assert "prompt of q2" not in warnings[0].getMessage()
+
+
+def test_writer_truncates_lone_partial_line(tmp_path: Path) -> None:
+    path = tmp_path / "bank.jsonl"
+    path.write_bytes(b'{"format": "cpq-guard.ba')
+
+    with BankWriter(path) as writer:
+        assert len(writer) == 0
+        writer.append(_record("q1", "35"))
+
+    assert [record.id for record in read_bank(path)] == ["q1"]
+
+
+def test_writer_keeps_invalid_complete_tail(tmp_path: Path) -> None:
+    path = tmp_path / "bank.jsonl"
+    content = GOOD + b'{"id": "q2", "prompt": "p"}'
+    path.write_bytes(content)
+
+    with pytest.raises(BankFormatError, match="samples: Field required"):
+        BankWriter(path)
+
+    assert path.read_bytes() == content
 
 
 def test_writer_completes_final_newline(tmp_path: Path) -> None:
