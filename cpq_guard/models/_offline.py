@@ -255,14 +255,15 @@ class OfflineChatModel(BaseChatModel):
     def reset(self) -> None:
         """Restart every prompt's sequence of calls and zero the call counters.
 
-        Calls in flight are not affected. They stay in ``in_flight``, which also
-        becomes the new ``max_in_flight``.
+        Calls in flight keep their reserved positions and stay counted as
+        started and in flight, so ``calls_started`` always equals the sum of
+        the succeeded, failed, cancelled and in-flight counts.
         """
         state = self._state
         with state.lock:
             state.calls_by_prompt.clear()
             state.answers_by_prompt.clear()
-            state.started = 0
+            state.started = state.in_flight
             state.succeeded = 0
             state.failed = 0
             state.cancelled = 0

@@ -428,15 +428,24 @@ async def test_concurrent_calls_same_answer_set() -> None:
     assert Counter(answer_of(message) for message in concurrent) == Counter(sequential)
 
 
-def test_reset_keeps_calls_in_flight() -> None:
-    model = make_model()
-    model.invoke(PROMPT)
+async def test_reset_keeps_calls_in_flight() -> None:
+    model = make_model(latency=0.1)
+    model.invoke(OTHER)
+    pending = asyncio.create_task(model.ainvoke(PROMPT))
+    await asyncio.sleep(0.02)
 
     model.reset()
 
-    assert model.calls_started == 0
+    assert model.calls_started == 1
     assert model.calls_succeeded == 0
-    assert model.max_in_flight == 0
+    assert model.in_flight == 1
+    assert model.max_in_flight == 1
+
+    await pending
+
+    assert model.in_flight == 0
+    assert model.calls_succeeded == 1
+    assert model.calls_started == 1
 
 
 # --- async and streaming paths ---
