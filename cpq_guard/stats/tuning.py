@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cpq_guard._validation import check_real
 from cpq_guard.errors import BudgetOutOfRangeError, InvalidParameterError
-from cpq_guard.stats.policies import FixedPolicy, ThresholdPolicy, stopping_times
+from cpq_guard.stats.policies import FixedPolicy, Policy, ThresholdPolicy, stopping_times
 
 __all__ = ["TuningResult", "tune_fixed_queries", "tune_threshold"]
 
@@ -31,7 +31,9 @@ class TuningResult(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    policy: ThresholdPolicy | FixedPolicy
+    # The discriminated union, not the base class: a field typed ThresholdPolicy
+    # would serialise only the base fields and lose the kind and the threshold.
+    policy: Policy
     mean_queries: float
     target_budget: float
     num_histories: int
