@@ -156,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else EXIT_OK
 
     with _logging_to_stderr(args.verbose):
+        options = {name: value for name, value in vars(args).items() if name != "run"}
+        logger.debug("running command %s with options %s", args.command, options)
         try:
             return args.run(args)
         except CommandError as error:
