@@ -2,10 +2,10 @@
 
 A method name selects the policy: ``cpq`` is `DerivativePolicy` with price
 ``--lambda``, ``fixed`` is `FixedPolicy` with ``--queries``, and
-``missing-mass`` is `MissingMassPolicy` with ``--epsilon``. Instead of its
-parameter, every method accepts ``--average-budget``; the policy is then
-built with threshold 0 as a template whose threshold is tuned on calibration
-prompts to spend that mean number of queries.
+``missing-mass`` is `MissingMassPolicy` with ``--epsilon``. Every method
+accepts ``--average-budget`` instead of its parameter. The policy is then a
+template with threshold 0, and its threshold is tuned on calibration prompts
+to spend that mean number of queries.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def check_policy_arguments(methods: Sequence[str], args: argparse.Namespace) -> 
     if budget is not None and threshold_methods and budget < args.min_queries:
         raise UsageError(
             f"--average-budget {budget:g} is below --min-queries {args.min_queries}, the "
-            f"fewest queries that --method {threshold_methods[0]} makes; raise the budget "
+            f"minimum number of queries of --method {threshold_methods[0]}; raise the budget "
             "or lower --min-queries"
         )
 

@@ -1,8 +1,8 @@
 """Options and loading for the recorded samples that commands compute from.
 
 `add_answer_arguments` adds the flags that turn sample texts into clustered
-answers. `load_histories` reads a sample bank and builds one `History` per
-prompt with those settings.
+answers. `read_records` reads a sample bank, and `build_histories` turns its
+records into one `History` per prompt with those settings.
 """
 
 from __future__ import annotations
@@ -81,15 +81,16 @@ def build_histories(
 ) -> list[History]:
     """Cluster every record's samples into a `History`.
 
-    The ``text`` extractor passes the raw sample texts to the equivalence
-    unchanged, as the reference code of the CPQ paper does; any other name
-    is built with `cpq_guard.extractors.get_extractor`.
+    Each sample goes through the built-in extractor of that name, as it does
+    in a guard calibrated with these settings, so the histories contain the
+    answers such a guard sees. With ``text``, a sample that is empty after
+    ``strip()`` counts as no answer.
 
     Raises:
         InvalidParameterError: If ``equivalence`` or ``extractor`` is unknown.
     """
     rule = get_equivalence(equivalence)
-    extract = None if extractor == "text" else get_extractor(extractor)
+    extract = get_extractor(extractor)
 
     started = time.perf_counter()
     histories = histories_from_records(

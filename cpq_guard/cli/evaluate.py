@@ -265,7 +265,7 @@ def _row_document(
     """Return a row as JSON data, with the policy and budget it was evaluated with.
 
     With ``--average-budget`` the policy's threshold is the template's 0;
-    ``policy_threshold`` holds the mean of the thresholds tuned per split.
+    ``policy_threshold`` contains the mean of the thresholds tuned per split.
     """
     document = row.model_dump(mode="json")
     document["policy"] = policy.model_dump(mode="json", by_alias=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cpq_guard import evaluation
+from cpq_guard.banks import Sample, read_bank, write_bank
 
 from .helpers import CliRunner
 
@@ -415,3 +416,27 @@ def test_error_is_one_line(
     assert message in result.err
     assert "Traceback" not in result.err
     assert result.out == ""
+
+
+def test_extractor_applied_to_samples(cli: CliRunner, small_bank: Path, tmp_path: Path) -> None:
+    wrapped = tmp_path / "wrapped.jsonl"
+    records = [
+        record.model_copy(
+            update={
+                "samples": [
+                    Sample(text=f"Let me think.\nThe answer is {sample.text}.")
+                    for sample in record.samples
+                ]
+            }
+        )
+        for record in read_bank(small_bank)
+    ]
+    write_bank(wrapped, records)
+    arguments = ("--alpha", "0.2", "--method", "cpq", "--lambda", "0.01")
+
+    plain = _evaluate_json(cli, small_bank, *arguments)
+    extracted = _evaluate_json(cli, wrapped, *arguments, "--extractor", "final-answer")
+    whole = _evaluate_json(cli, wrapped, *arguments)
+
+    assert extracted == plain
+    assert whole != plain
