@@ -11,7 +11,7 @@ import argparse
 import logging
 from typing import get_args
 
-from cpq_guard.banks import bank_content_hash
+from cpq_guard.banks import BankRecord, bank_content_hash
 from cpq_guard.calibration import Calibration, calibrate_histories
 from cpq_guard.cli import _arguments
 from cpq_guard.cli._errors import EXIT_OK
@@ -130,6 +130,14 @@ def _choose_method(args: argparse.Namespace) -> str:
     return "cpq"
 
 
+def _load_records(args: argparse.Namespace) -> list[BankRecord]:
+    """Return the calibration records from the source flag that was given.
+
+    A new source flag in the ``source`` group of `register` gets its branch here.
+    """
+    return read_records(args.bank)
+
+
 def run(args: argparse.Namespace) -> int:
     """Calibrate on the bank, save the calibration and print its summary."""
     method = _choose_method(args)
@@ -137,9 +145,10 @@ def run(args: argparse.Namespace) -> int:
     check_answer_arguments(args)
     policy = build_policy(method, args)
     out = check_output_path(args.out, "--out")
-    check_distinct_paths(args.bank, "--bank", out, "--out")
+    if args.bank is not None:
+        check_distinct_paths(args.bank, "--bank", out, "--out")
 
-    records = read_records(args.bank)
+    records = _load_records(args)
     histories = build_histories(
         records,
         equivalence=args.equivalence,

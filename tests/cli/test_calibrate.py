@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,24 @@ def test_error_is_one_line(
     assert "Traceback" not in result.err
     assert result.out == ""
     assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="needs a non-root POSIX user, since root writes to read-only directories",
+)
+def test_read_only_output_directory(cli: CliRunner, small_bank: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "read-only"
+    directory.mkdir()
+    directory.chmod(0o500)
+    try:
+        result = cli(
+            "calibrate", "--bank", small_bank, "--alpha", "0.2", "--lambda", "0.01", *LIMITS,
+            "--out", directory / "c.json",
+        )  # fmt: skip
+    finally:
+        directory.chmod(0o700)
+
+    assert result.code == 1
+    assert result.err.count("\n") == 1
+    assert "is not writable" in result.err
