@@ -9,9 +9,9 @@ Each subcommand is a module with two functions:
 
 Adding a command means writing such a module and listing it in `COMMANDS`.
 
-`main` turns every `CPQGuardError`, `OSError`, `CommandError` and argparse
-error into one line ``cpq-guard: error: ...`` on stderr without a traceback,
-unless ``--debug`` is given, in which case the exception is re-raised.
+`main` reports every `CPQGuardError`, `OSError`, `CommandError` and argparse
+error as one line ``cpq-guard: error: ...`` on stderr, without a traceback.
+With ``--debug``, the errors raised after parsing are re-raised instead.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from cpq_guard._version import __version__
 from cpq_guard.cli import calibrate, evaluate, import_paper
@@ -101,6 +101,22 @@ class _Formatter(logging.Formatter):
         return text
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is at the time of the record.
+
+    rich's progress display replaces ``sys.stderr`` while it runs, so that
+    log lines appear above the progress bar instead of through it.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        del value  # the stream is always the current sys.stderr
+
+
 @contextlib.contextmanager
 def _logging_to_stderr(verbosity: int) -> Iterator[None]:
     """Send the ``cpq_guard`` logger to stderr while a command runs.
@@ -115,7 +131,7 @@ def _logging_to_stderr(verbosity: int) -> Iterator[None]:
     elif verbosity >= 2:
         level = logging.DEBUG
 
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_Formatter())
     previous_level = logger.level
     logger.addHandler(handler)
