@@ -34,7 +34,10 @@ from cpq_guard.models import ReplayChatModel, make_simulated_task
 from cpq_guard.result import GuardResult
 from cpq_guard.stats.policies import DerivativePolicy
 
-__all__ = ["DemoExample", "DemoReport", "run_bank_demo", "run_simulated_demo"]
+__all__ = ["DEMO_MIX", "DemoExample", "DemoReport", "run_bank_demo", "run_simulated_demo"]
+
+DEMO_MIX = {"peaked": 0.6, "spread": 0.2, "confidently_wrong": 0.1, "long_tailed": 0.1}
+"""Regimes of the simulated demo task: mostly answerable questions, some hard ones."""
 
 
 class DemoExample(BaseModel):
@@ -87,15 +90,22 @@ async def run_simulated_demo(
     alpha: float = 0.1,
     average_budget: float = 20.0,
     seed: int = 0,
-    max_concurrency: int = 16,
+    max_concurrency: int = 4,
     progress: bool = False,
+    mix: dict[str, float] | None = None,
 ) -> DemoReport:
-    """Calibrate on a simulated task and guard its held-out prompts."""
+    """Calibrate on a simulated task and guard its held-out prompts.
+
+    ``max_concurrency`` bounds the guard's queries in flight per prompt; queries
+    beyond the stopping point are wasted, so a small value suits a fast model.
+    """
     alpha = check_alpha(alpha)
     num_calibration = check_int(num_calibration, "num_calibration", minimum=2)
     num_test = check_int(num_test, "num_test", minimum=1)
 
-    task = make_simulated_task(num_calibration + num_test, seed=seed)
+    task = make_simulated_task(
+        num_calibration + num_test, seed=seed, mix=mix if mix is not None else DEMO_MIX
+    )
     model = task.model()
     prompts, references = task.prompts, task.references
 
@@ -108,7 +118,7 @@ async def run_simulated_demo(
         average_budget=average_budget,
         extractor="final-answer",
         equivalence="numeric",
-        max_concurrency=max_concurrency,
+        max_concurrency=16,
         seed=seed,
         progress=progress,
     )
@@ -133,7 +143,7 @@ async def run_bank_demo(
     min_queries: int = 10,
     max_queries: int = 50,
     seed: int = 0,
-    max_concurrency: int = 16,
+    max_concurrency: int = 4,
 ) -> DemoReport:
     """Calibrate on part of a sample bank and guard the rest through `ReplayChatModel`."""
     alpha = check_alpha(alpha)

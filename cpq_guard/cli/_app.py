@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from typing import NoReturn, TextIO
 
 from cpq_guard._version import __version__
-from cpq_guard.cli import calibrate, evaluate, import_paper
+from cpq_guard.cli import calibrate, demo, evaluate, import_paper
 from cpq_guard.cli._errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -37,7 +37,7 @@ from cpq_guard.errors import CPQGuardError
 
 PROG = "cpq-guard"
 
-COMMANDS = (import_paper, evaluate, calibrate)
+COMMANDS = (demo, import_paper, evaluate, calibrate)
 """Subcommand modules, in the order that ``cpq-guard --help`` lists them."""
 
 logger = logging.getLogger("cpq_guard")
