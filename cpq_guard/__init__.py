@@ -22,7 +22,7 @@ from cpq_guard.answers import (
     normalize_answer,
 )
 from cpq_guard.banks import BankRecord, BankWriter, Sample, read_bank, write_bank
-from cpq_guard.calibration import Calibration, calibrate_histories
+from cpq_guard.calibration import Calibration, calibrate_bank, calibrate_histories
 from cpq_guard.errors import (
     Abstained,
     ArtifactError,
@@ -131,6 +131,7 @@ __all__ = [
     "acalibrate",
     "arecord_bank",
     "calibrate",
+    "calibrate_bank",
     "calibrate_histories",
     "get_equivalence",
     "import_paper",

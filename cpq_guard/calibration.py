@@ -22,18 +22,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cpq_guard._atomic import atomic_write_text
 from cpq_guard._validation import check_alpha, check_int, check_non_negative, check_real
 from cpq_guard._version import __version__
+from cpq_guard.answers import Equivalence, get_equivalence
+from cpq_guard.banks import BankRecord, bank_content_hash, read_bank
 from cpq_guard.errors import (
     CalibrationFormatError,
     InvalidParameterError,
     SchemaVersionError,
 )
 from cpq_guard.evaluation import Mapping, PolicyReplay, nonconformity_score
-from cpq_guard.histories import History
+from cpq_guard.extractors import as_extractor
+from cpq_guard.histories import History, histories_from_records
 from cpq_guard.stats.conformal import DEFAULT_TIE_JITTER, conformal_quantile
 from cpq_guard.stats.missing_mass import MissingMassEstimator
 from cpq_guard.stats.policies import FixedPolicy, Policy, ThresholdPolicy
 
-__all__ = ["SCHEMA_VERSION", "Calibration", "calibrate_histories"]
+__all__ = ["SCHEMA_VERSION", "Calibration", "calibrate_bank", "calibrate_histories"]
 
 SCHEMA_VERSION = 1
 """Version of the calibration file layout written by this release."""
@@ -270,4 +273,62 @@ def calibrate_histories(
         tuning_mean_queries=tuning_mean,
         calibration_mean_queries=float(times.mean()),
         bank_hash=bank_hash,
+    )
+
+
+def calibrate_bank(
+    bank: str | Path | Sequence[BankRecord],
+    *,
+    alpha: float,
+    policy: ThresholdPolicy | FixedPolicy,
+    extractor: Any = None,
+    equivalence: Equivalence | str = "normalized",
+    average_budget: float | None = None,
+    tuning_fraction: float = 0.5,
+    mapping: Mapping = "missing-mass",
+    estimator: MissingMassEstimator = "smoothed",
+    tie_jitter: float = DEFAULT_TIE_JITTER,
+    seed: int = 0,
+) -> Calibration:
+    """Calibrate a guard on a sample bank's recorded samples, without querying a model.
+
+    Every sample goes through ``extractor`` and is clustered with ``equivalence``,
+    as the guard will do at test time, and the calibration records the names of
+    both and the bank's content hash. See `calibrate_histories` for the other
+    arguments and the errors.
+
+    Args:
+        bank: A bank file or its records; every record needs a reference answer.
+        extractor: Answer extractor (a built-in name, an extractor, an output
+            parser or a function); the whole text by default.
+        equivalence: Answer equivalence, a built-in name or an `Equivalence`.
+    """
+    records = read_bank(bank) if isinstance(bank, (str, Path)) else list(bank)
+    unlabelled = [record.id for record in records if not record.references]
+    if unlabelled:
+        raise InvalidParameterError(
+            "bank",
+            unlabelled[:3],
+            f"{len(unlabelled)} bank prompts have no reference answer (first ids: "
+            f"{unlabelled[:3]}); calibration needs a reference for every prompt",
+        )
+
+    answer_extractor = as_extractor(extractor)
+    answer_equivalence = (
+        get_equivalence(equivalence) if isinstance(equivalence, str) else equivalence
+    )
+    histories = histories_from_records(records, answer_equivalence, extract=answer_extractor)
+    return calibrate_histories(
+        histories,
+        alpha=alpha,
+        policy=policy,
+        equivalence=answer_equivalence.name,
+        extractor=answer_extractor.name,
+        average_budget=average_budget,
+        tuning_fraction=tuning_fraction,
+        mapping=mapping,
+        estimator=estimator,
+        tie_jitter=tie_jitter,
+        seed=seed,
+        bank_hash=bank_content_hash(records),
     )

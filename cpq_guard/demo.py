@@ -22,13 +22,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from cpq_guard._validation import check_alpha, check_int
-from cpq_guard.answers import get_equivalence
-from cpq_guard.banks import BankRecord, bank_content_hash, read_bank
-from cpq_guard.calibration import Calibration, calibrate_histories
+from cpq_guard.banks import BankRecord, read_bank
+from cpq_guard.calibration import Calibration, calibrate_bank
 from cpq_guard.errors import InvalidParameterError
-from cpq_guard.extractors import as_extractor
 from cpq_guard.guard import CPQGuard
-from cpq_guard.histories import histories_from_records
 from cpq_guard.live_calibration import acalibrate
 from cpq_guard.models import ReplayChatModel, make_simulated_task
 from cpq_guard.result import GuardResult
@@ -151,20 +148,14 @@ async def run_bank_demo(
     calibration_records, test_records = _split(records, calibration_fraction, seed)
 
     started = time.perf_counter()
-    answer_extractor = as_extractor(extractor)
-    answer_equivalence = get_equivalence(equivalence)
-    histories = histories_from_records(
-        calibration_records, answer_equivalence, extract=answer_extractor
-    )
-    calibration = calibrate_histories(
-        histories,
+    calibration = calibrate_bank(
+        calibration_records,
         alpha=alpha,
         policy=DerivativePolicy(lambda_=0.0, min_queries=min_queries, max_queries=max_queries),
-        equivalence=answer_equivalence.name,
-        extractor=answer_extractor.name,
+        extractor=extractor,
+        equivalence=equivalence,
         average_budget=average_budget,
         seed=seed,
-        bank_hash=bank_content_hash(records),
     )
     calibrated = time.perf_counter()
 

@@ -18,13 +18,10 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from cpq_guard._validation import check_alpha, check_query_limits
-from cpq_guard.answers import Equivalence, get_equivalence
-from cpq_guard.banks import bank_content_hash
-from cpq_guard.calibration import Calibration, calibrate_histories
+from cpq_guard.answers import Equivalence
+from cpq_guard.calibration import Calibration, calibrate_bank
 from cpq_guard.errors import InvalidParameterError
 from cpq_guard.evaluation import Mapping
-from cpq_guard.extractors import as_extractor
-from cpq_guard.histories import histories_from_records
 from cpq_guard.recording import arecord_bank
 from cpq_guard.retry import RetryPolicy
 from cpq_guard.stats.conformal import DEFAULT_TIE_JITTER
@@ -110,11 +107,6 @@ async def acalibrate(
             f"got {len(prompts)} prompts but {len(references)} references; pass one per prompt",
         )
     chosen = _choose_policy(policy, lambda_, average_budget, min_queries, max_queries, bootstrap)
-    answer_extractor = as_extractor(extractor)
-    answer_equivalence = (
-        get_equivalence(equivalence) if isinstance(equivalence, str) else equivalence
-    )
-
     with tempfile.TemporaryDirectory(prefix="cpq-guard-") as scratch:
         bank_path = Path(bank) if bank is not None else Path(scratch) / "bank.jsonl"
         records = await arecord_bank(
@@ -131,20 +123,18 @@ async def acalibrate(
             config=config,
         )
 
-    histories = histories_from_records(records, answer_equivalence, extract=answer_extractor)
-    return calibrate_histories(
-        histories,
+    return calibrate_bank(
+        records,
         alpha=alpha,
         policy=chosen,
-        equivalence=answer_equivalence.name,
-        extractor=answer_extractor.name,
+        extractor=extractor,
+        equivalence=equivalence,
         average_budget=average_budget,
         tuning_fraction=tuning_fraction,
         mapping=mapping,
         estimator=estimator,
         tie_jitter=tie_jitter,
         seed=seed,
-        bank_hash=bank_content_hash(records),
     )
 
 

@@ -11,8 +11,8 @@ import argparse
 import logging
 from typing import get_args
 
-from cpq_guard.banks import BankRecord, bank_content_hash
-from cpq_guard.calibration import Calibration, calibrate_histories
+from cpq_guard.banks import BankRecord
+from cpq_guard.calibration import Calibration, calibrate_bank
 from cpq_guard.cli import _arguments
 from cpq_guard.cli._errors import EXIT_OK
 from cpq_guard.cli._paths import check_distinct_paths, check_output_path
@@ -26,7 +26,6 @@ from cpq_guard.cli._policy_options import (
 )
 from cpq_guard.cli._records import (
     add_answer_arguments,
-    build_histories,
     check_answer_arguments,
     read_records,
 )
@@ -149,26 +148,18 @@ def run(args: argparse.Namespace) -> int:
         check_distinct_paths(args.bank, "--bank", out, "--out")
 
     records = _load_records(args)
-    histories = build_histories(
+    calibration = calibrate_bank(
         records,
-        equivalence=args.equivalence,
-        extractor=args.extractor,
-        reference_match="equivalence",
-    )
-
-    calibration = calibrate_histories(
-        histories,
         alpha=args.alpha,
         policy=policy,
-        equivalence=args.equivalence,
         extractor=args.extractor,
+        equivalence=args.equivalence,
         average_budget=args.average_budget,
         tuning_fraction=args.tuning_fraction,
         mapping=args.mapping,
         estimator=args.estimator,
         tie_jitter=args.tie_jitter,
         seed=args.seed,
-        bank_hash=bank_content_hash(records),
     )
     calibration.save(out)
     logger.info("wrote calibration %s", out)
