@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cpq_guard.errors import InsufficientCalibrationError, InvalidParameterError, InvalidTypeError
@@ -66,6 +66,7 @@ def test_rank_float_edge_cases(n: int, alpha: float, rank: int) -> None:
     assert conformal_rank(n, alpha) == rank
 
 
+@settings(deadline=None)
 @given(
     n=st.integers(min_value=0, max_value=2000),
     percent=st.integers(min_value=1, max_value=99),
@@ -94,6 +95,7 @@ def test_required_size_by_hand(alpha: float, required: int) -> None:
     assert required_calibration_size(alpha) == required
 
 
+@settings(deadline=None)
 @given(per_mille=st.integers(min_value=1, max_value=999))
 def test_required_size_is_smallest(per_mille: int) -> None:
     alpha = Fraction(per_mille, 1000)
@@ -179,6 +181,7 @@ def test_quantile_leaves_input() -> None:
     assert scores.tolist() == copy.tolist()
 
 
+@settings(deadline=None)
 @given(
     scores=st.lists(
         st.floats(min_value=-10.0, max_value=10.0, allow_nan=False), min_size=1, max_size=200
@@ -227,6 +230,7 @@ def test_set_by_hand(tau: float, abstained: bool, members: list[int]) -> None:
     assert result_members.dtype == np.int64
 
 
+@settings(deadline=None)
 @given(estimate=estimates(), tau=st.floats(min_value=-0.5, max_value=2.5))
 def test_abstain_rule(estimate: tuple[np.ndarray, float], tau: float) -> None:
     probabilities, missing_mass = estimate
@@ -238,6 +242,7 @@ def test_abstain_rule(estimate: tuple[np.ndarray, float], tau: float) -> None:
         assert members.size == 0
 
 
+@settings(deadline=None)
 @given(estimate=estimates(), tau=st.floats(min_value=1.0, max_value=2.0))
 def test_tau_at_least_one_keeps_all_seen(estimate: tuple[np.ndarray, float], tau: float) -> None:
     probabilities, missing_mass = estimate
@@ -249,6 +254,7 @@ def test_tau_at_least_one_keeps_all_seen(estimate: tuple[np.ndarray, float], tau
     assert members.tolist() == list(range(probabilities.size))
 
 
+@settings(deadline=None)
 @given(
     estimate=estimates(),
     tau=st.floats(min_value=-0.5, max_value=2.5),

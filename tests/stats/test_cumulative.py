@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpq_guard.stats.cumulative import cumulative_score, cumulative_set
@@ -80,6 +80,7 @@ def test_set_always_abstains_with_full_missing_mass() -> None:
     assert members.size == 0
 
 
+@settings(deadline=None)
 @given(estimate=estimates(), level=st.floats(min_value=0.0, max_value=1.0), data=st.data())
 def test_covered_iff_score_below_level(
     estimate: tuple[np.ndarray, float], level: float, data: st.DataObject
@@ -96,6 +97,7 @@ def test_covered_iff_score_below_level(
     assert covered == (cumulative_score(probabilities, missing_mass, references) <= level)
 
 
+@settings(deadline=None)
 @given(
     estimate=estimates(),
     levels=st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=2, max_size=2),
@@ -113,6 +115,7 @@ def test_sets_nested_in_level(estimate: tuple[np.ndarray, float], levels: list[f
         assert set(low_members.tolist()) <= set(high_members.tolist())
 
 
+@settings(deadline=None)
 @given(estimate=estimates(), level=st.floats(min_value=0.0, max_value=1.0))
 def test_members_in_decreasing_probability(
     estimate: tuple[np.ndarray, float], level: float
@@ -128,6 +131,7 @@ def test_members_in_decreasing_probability(
         assert members[0] == int(np.argmax(probabilities))
 
 
+@settings(deadline=None)
 @given(estimate=estimates(), data=st.data())
 def test_score_in_unit_interval(estimate: tuple[np.ndarray, float], data: st.DataObject) -> None:
     probabilities, missing_mass = estimate

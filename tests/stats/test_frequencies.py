@@ -4,7 +4,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpq_guard.stats.frequencies import FrequencyCounter, frequencies_of_counts
@@ -126,6 +126,7 @@ def test_frequencies_of_counts_plain_ints() -> None:
     assert all(type(key) is int and type(value) is int for key, value in frequencies.items())
 
 
+@settings(deadline=None)
 @given(first_appearance_labels())
 def test_counter_matches_recount(labels: list[int]) -> None:
     counter = FrequencyCounter(labels)

@@ -5,7 +5,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpq_guard.stats.frequencies import frequencies_of_counts
@@ -113,6 +113,7 @@ def test_estimate_rejects_unknown_name() -> None:
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
+@settings(deadline=None)
 @given(counts=st.lists(st.integers(min_value=1, max_value=60), min_size=1, max_size=40))
 def test_estimate_in_unit_interval(estimator: str, counts: list[int]) -> None:
     frequencies = frequencies_of_counts(counts)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpq_guard.stats.frequencies import frequencies_of_counts
@@ -74,6 +74,7 @@ def test_estimate_from_counts_empty() -> None:
 
 
 @pytest.mark.parametrize("estimator", ["good-turing", "smoothed"])
+@settings(deadline=None)
 @given(counts=st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=30))
 def test_probabilities_sum_with_missing_mass(estimator: str, counts: list[int]) -> None:
     missing_mass, probabilities = estimate_from_counts(np.array(counts), estimator)  # type: ignore[arg-type]
@@ -83,6 +84,7 @@ def test_probabilities_sum_with_missing_mass(estimator: str, counts: list[int]) 
     assert probabilities.sum() + missing_mass == pytest.approx(1.0)
 
 
+@settings(deadline=None)
 @given(
     counts=st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=30),
     missing_mass=st.floats(min_value=0.0, max_value=1.0),
