@@ -16,6 +16,7 @@ of the usual names for such failures (``RateLimitError``, ``APITimeoutError``,
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any
 
@@ -51,6 +52,15 @@ _TRANSIENT_CLASS_NAMES = frozenset(
     }
 )
 _TRANSIENT_STATUS_CODES = frozenset({408, 409, 429})
+
+# tenacity 9.2 renamed the first delay of wait_exponential_jitter from
+# ``initial`` to ``multiplier`` and warns on the old name; older releases know
+# only ``initial``. Both mean the delay before the second attempt.
+_FIRST_WAIT_ARGUMENT = (
+    "multiplier"
+    if "multiplier" in inspect.signature(wait_exponential_jitter).parameters
+    else "initial"
+)
 
 
 def is_transient_error(error: BaseException, types: tuple[type[BaseException], ...]) -> bool:
@@ -101,7 +111,7 @@ class RetryPolicy(BaseModel):
         return {
             "stop": stop_after_attempt(self.max_attempts),
             "wait": wait_exponential_jitter(
-                initial=self.initial_wait, max=self.max_wait, jitter=self.jitter
+                max=self.max_wait, jitter=self.jitter, **{_FIRST_WAIT_ARGUMENT: self.initial_wait}
             ),
             "retry": retry_if_exception(self.is_transient),
             "before_sleep": _log_retry,
