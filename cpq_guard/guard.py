@@ -35,7 +35,12 @@ from typing_extensions import override
 from cpq_guard._validation import check_int, check_real
 from cpq_guard.answers import Equivalence, get_equivalence
 from cpq_guard.calibration import Calibration
-from cpq_guard.errors import Abstained, CalibrationMismatchError, InvalidTypeError
+from cpq_guard.errors import (
+    Abstained,
+    CalibrationMismatchError,
+    InvalidParameterError,
+    InvalidTypeError,
+)
 from cpq_guard.extractors import AnswerExtractor, as_extractor
 from cpq_guard.querying import QueryOutcome, aquery, query
 from cpq_guard.result import GuardResult, TokenUsage
@@ -117,7 +122,11 @@ class CPQGuard(Runnable[LanguageModelInput, GuardResult]):
             raise InvalidTypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self.timeout = None if timeout is None else check_real(timeout, "timeout")
         if self.timeout is not None and self.timeout <= 0:
-            raise InvalidTypeError(f"timeout must be positive seconds or None, got {timeout!r}")
+            raise InvalidParameterError(
+                "timeout",
+                timeout,
+                f"timeout={timeout!r} is invalid: give positive seconds, or None for no limit",
+            )
         self.seed = None if seed is None else check_int(seed, "seed", minimum=0)
         self.raise_on_abstain = bool(raise_on_abstain)
 
