@@ -68,6 +68,8 @@ class CPQGuard(Runnable[LanguageModelInput, GuardResult]):
             exists so that code can state the policy it expects.
         max_concurrency: Queries in flight at once per guarded input in the async
             path (``ainvoke``, ``abatch``); the sync path queries one at a time.
+            At most ``max_concurrency - 1`` queries run past the stopping point,
+            to be discarded or cancelled.
         retry: How transient model failures are retried.
         timeout: Seconds allowed per model call attempt; ``None`` for no limit.
         seed: Makes sampling decisions reproducible: with a seed, the bootstrap and
@@ -243,8 +245,11 @@ class CPQGuard(Runnable[LanguageModelInput, GuardResult]):
 
         try:
             while session.stop_reason is None:
+                # Counting finished-but-unused queries too, not only those in
+                # flight, keeps at most max_concurrency - 1 queries past the
+                # stopping point when a slow query holds up later ones.
                 while (
-                    window.in_flight < self.max_concurrency
+                    window.outstanding < self.max_concurrency
                     and window.launched < session.max_queries
                 ):
                     window.add(launch(window.launched))
@@ -293,8 +298,9 @@ class _OrderedWindow:
         self.discarded: list[asyncio.Task[QueryOutcome]] = []
 
     @property
-    def in_flight(self) -> int:
-        return len(self.tasks)
+    def outstanding(self) -> int:
+        """Queries launched and not yet handed out: in flight, or finished out of order."""
+        return self.launched - self.next_index
 
     def add(self, task: asyncio.Task[QueryOutcome]) -> None:
         self.tasks[self.launched] = task
