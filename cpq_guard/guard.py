@@ -263,6 +263,7 @@ class CPQGuard(Runnable[LanguageModelInput, GuardResult]):
                     session.add(outcome.text, outcome.usage)
         finally:
             cancelled = await window.cancel_pending()
+            window.retrieve_errors()
 
         extra, discarded = window.unused_outcomes()
         result = session.result(
@@ -296,6 +297,7 @@ class _OrderedWindow:
         self.next_index = 0
         self.retries = 0
         self.discarded: list[asyncio.Task[QueryOutcome]] = []
+        self.all_tasks: list[asyncio.Task[QueryOutcome]] = []
 
     @property
     def outstanding(self) -> int:
@@ -304,6 +306,7 @@ class _OrderedWindow:
 
     def add(self, task: asyncio.Task[QueryOutcome]) -> None:
         self.tasks[self.launched] = task
+        self.all_tasks.append(task)
         self.launched += 1
 
     async def next_in_order(self) -> list[asyncio.Task[QueryOutcome]]:
@@ -332,6 +335,16 @@ class _OrderedWindow:
             await asyncio.gather(*pending, return_exceptions=True)
         self.tasks.clear()
         return len(pending)
+
+    def retrieve_errors(self) -> None:
+        """Mark the errors of all finished queries as retrieved.
+
+        When a query error ends the call, later queries may have failed too,
+        and asyncio would log "Task exception was never retrieved" for each.
+        """
+        for task in self.all_tasks:
+            if task.done() and not task.cancelled():
+                task.exception()
 
     def unused_outcomes(self) -> tuple[TokenUsage, int]:
         """Sum the usage of the successful queries that finished after the stopping point."""
