@@ -1,0 +1,1 @@
+"""Tests of the guard Runnable and the modules around it."""
