@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from typing import NoReturn, TextIO
 
 from cpq_guard._version import __version__
-from cpq_guard.cli import calibrate, demo, evaluate, import_paper, record
+from cpq_guard.cli import ask, calibrate, demo, evaluate, import_paper, record
 from cpq_guard.cli._errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -37,7 +37,7 @@ from cpq_guard.errors import CPQGuardError
 
 PROG = "cpq-guard"
 
-COMMANDS = (demo, import_paper, record, evaluate, calibrate)
+COMMANDS = (demo, import_paper, record, evaluate, calibrate, ask)
 """Subcommand modules, in the order that ``cpq-guard --help`` lists them."""
 
 logger = logging.getLogger("cpq_guard")
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Calibrated abstention for LLM answers with conformal prediction and "
         "a query oracle (CPQ): record or import a model's samples, evaluate policies, "
-        "and calibrate a guard.",
+        "calibrate a guard and ask guarded questions.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _add_global_arguments(parser, subcommand=False)

@@ -178,15 +178,23 @@ def sum_usage(records: Sequence[BankRecord]) -> UsageTotals:
     return UsageTotals(input_tokens, output_tokens, total_tokens, without)
 
 
-def describe_usage(usage: UsageTotals) -> str:
+def describe_tokens(
+    input_tokens: int, output_tokens: int, total_tokens: int, responses_without_usage: int
+) -> str:
     """Describe token counts in one line, or state that the model reported none."""
-    reported = usage.input_tokens or usage.output_tokens or usage.total_tokens
-    if not reported and usage.samples_without_usage:
+    if not (input_tokens or output_tokens or total_tokens) and responses_without_usage:
         return "not reported by the model"
-    text = f"{usage.input_tokens} input, {usage.output_tokens} output, {usage.total_tokens} total"
-    if usage.samples_without_usage:
-        text += f" ({usage.samples_without_usage} responses reported no usage)"
+    text = f"{input_tokens} input, {output_tokens} output, {total_tokens} total"
+    if responses_without_usage:
+        text += f" ({responses_without_usage} responses reported no usage)"
     return text
+
+
+def describe_usage(usage: UsageTotals) -> str:
+    """Describe the token counts of recorded samples in one line."""
+    return describe_tokens(
+        usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.samples_without_usage
+    )
 
 
 def print_resume_line(out: Path, total: int, state: BankState) -> None:
