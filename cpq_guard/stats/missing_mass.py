@@ -62,6 +62,10 @@ def smoothed_missing_mass(frequencies: Mapping[int, int], total: int) -> float:
     ``r``: if ``r = 1`` every cluster is a singleton and the estimate is
     ``N_1 / T = 1``; if ``r > 1`` it is ``SINGLE_FREQUENCY_N1 / T``.
 
+    NOTE: the fit extrapolates to ``r = 1`` from few points, so it can exceed
+    the plain estimate by far: counts (7, 3, 3, 3) give 0.78 where ``N_1 / T``
+    gives 0. Use the ``"good-turing"`` estimator where that matters.
+
     Returns:
         The estimate clipped to ``[0, 1]``; ``1.0`` when ``T = 0``.
     """
