@@ -159,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``cpq-guard`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status.
 
     Returns:
-        0 on success, 1 for a runtime or data error, 2 for a usage error and
-        130 when interrupted.
+        0 on success, 1 for a runtime or data error, 2 for a usage error,
+        3 when ``ask --fail-on-abstain`` abstains and 130 when interrupted.
     """
     parser = build_parser()
     try:
