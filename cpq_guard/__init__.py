@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     )
     from cpq_guard.guard import CPQGuard
     from cpq_guard.live_calibration import acalibrate, calibrate
+    from cpq_guard.model_loading import load_chat_model
     from cpq_guard.models import ReplayChatModel, SimulatedChatModel, make_simulated_task
     from cpq_guard.recording import arecord_bank, record_bank
     from cpq_guard.result import AnswerCluster, GuardResult, TokenUsage
@@ -74,6 +75,7 @@ _LAZY_IMPORTS = {
     "acalibrate": "cpq_guard.live_calibration",
     "arecord_bank": "cpq_guard.recording",
     "calibrate": "cpq_guard.live_calibration",
+    "load_chat_model": "cpq_guard.model_loading",
     "make_simulated_task": "cpq_guard.models",
     "record_bank": "cpq_guard.recording",
 }
@@ -135,6 +137,7 @@ __all__ = [
     "calibrate_histories",
     "get_equivalence",
     "import_paper",
+    "load_chat_model",
     "make_simulated_task",
     "normalize_answer",
     "read_bank",

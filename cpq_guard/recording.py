@@ -22,6 +22,7 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManager
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, patch_config
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cpq_guard._validation import check_int
@@ -252,6 +253,6 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
         return
 
     columns = (TextColumn("recording"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as bar:
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("prompts", total=total)
         yield lambda: bar.advance(task)
