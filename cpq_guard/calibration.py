@@ -32,7 +32,7 @@ from cpq_guard.errors import (
 from cpq_guard.evaluation import Mapping, PolicyReplay, nonconformity_score
 from cpq_guard.extractors import as_extractor
 from cpq_guard.histories import History, histories_from_records
-from cpq_guard.stats.conformal import DEFAULT_TIE_JITTER, conformal_quantile
+from cpq_guard.stats.conformal import DEFAULT_TIE_JITTER, jittered_conformal_quantile
 from cpq_guard.stats.missing_mass import MissingMassEstimator
 from cpq_guard.stats.policies import FixedPolicy, Policy, ThresholdPolicy
 
@@ -254,9 +254,7 @@ def calibrate_histories(
     ]
     scores = np.array([nonconformity_score(estimate, mapping) for estimate in estimates])
     jitter = tie_jitter if mapping == "missing-mass" else 0.0
-    if jitter:
-        scores = scores + np.random.default_rng([seed, 1]).uniform(0.0, jitter, size=scores.size)
-    tau = conformal_quantile(scores, alpha)
+    tau = jittered_conformal_quantile(scores, alpha, jitter, np.random.default_rng([seed, 1]))
 
     return Calibration(
         alpha=alpha,

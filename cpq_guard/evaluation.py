@@ -30,7 +30,7 @@ from cpq_guard.errors import InvalidParameterError
 from cpq_guard.histories import History, StopEstimate
 from cpq_guard.stats.conformal import (
     DEFAULT_TIE_JITTER,
-    conformal_quantile,
+    jittered_conformal_quantile,
     missing_mass_score,
     missing_mass_set,
 )
@@ -272,11 +272,7 @@ def evaluate(
         for position, alpha in enumerate(alphas):
             rng = np.random.default_rng([seed, split, position, 1])
             jitter_used = jitter if mapping == "missing-mass" else 0.0
-            if jitter_used:
-                scores_used = scores + rng.uniform(0.0, jitter_used, size=scores.size)
-            else:
-                scores_used = scores
-            tau = conformal_quantile(scores_used, alpha)
+            tau = jittered_conformal_quantile(scores, alpha, jitter_used, rng)
             metrics = split_metrics(test_estimates, tau, mapping, rng, jitter_used)
             metrics["tau"] = tau
             if isinstance(policy, ThresholdPolicy):

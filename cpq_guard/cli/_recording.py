@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from cpq_guard.banks import BankRecord, BankWriter, read_bank
 from cpq_guard.cli._errors import CommandError
+from cpq_guard.cli._progress import stderr_progress
 from cpq_guard.cli._prompts import PromptEntry
 from cpq_guard.cli._query_options import QuerySettings
 
@@ -126,16 +124,7 @@ def record_prompts(
     from cpq_guard.recording import record_bank
 
     todo = sum(1 for entry in entries if entry.id not in state.recorded)
-    stderr = Console(stderr=True)
-    progress = Progress(
-        TextColumn("recording samples"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        transient=True,
-        disable=not stderr.is_terminal,
-    )
+    progress = stderr_progress("recording samples")
 
     class _CountCalls(BaseCallbackHandler):
         """Advance the progress bar once per model call that returned."""

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, get_args
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cpq_guard.cli import _arguments, _plot
@@ -30,6 +29,7 @@ from cpq_guard.cli._policy_options import (
     build_policy,
     check_policy_arguments,
 )
+from cpq_guard.cli._progress import stderr_progress
 from cpq_guard.cli._records import (
     REFERENCE_MATCHES,
     add_answer_arguments,
@@ -204,16 +204,7 @@ def _evaluate_all(
     args: argparse.Namespace,
 ) -> list[EvaluationRow]:
     """Replay each policy once, then evaluate it for every mapping and all alphas."""
-    stderr = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        transient=True,
-        disable=not stderr.is_terminal,
-    )
+    progress = stderr_progress()
 
     rows: list[EvaluationRow] = []
     with progress:

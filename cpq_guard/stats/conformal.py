@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_TIE_JITTER",
     "conformal_quantile",
     "conformal_rank",
+    "jittered_conformal_quantile",
     "missing_mass_score",
     "missing_mass_set",
     "required_calibration_size",
@@ -86,6 +87,23 @@ def conformal_quantile(scores: Sequence[float] | np.ndarray, alpha: float) -> fl
     if rank > n:
         raise InsufficientCalibrationError(n, alpha, required_calibration_size(alpha))
     return float(np.partition(values, rank - 1)[rank - 1])
+
+
+def jittered_conformal_quantile(
+    scores: Sequence[float] | np.ndarray,
+    alpha: float,
+    jitter: float,
+    rng: np.random.Generator,
+) -> float:
+    """Add ``U(0, jitter)`` noise to every score, then take `conformal_quantile`.
+
+    With ``jitter = 0`` nothing is drawn from ``rng``. The test-time sets must
+    add noise of the same width for the guarantee to hold.
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    if jitter > 0.0:
+        values = values + rng.uniform(0.0, jitter, size=values.size)
+    return conformal_quantile(values, alpha)
 
 
 def missing_mass_score(
