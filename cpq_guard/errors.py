@@ -15,7 +15,7 @@ idiomatic built-in for the same failure, the class also derives from it, so
     │   ├── CalibrationFormatError              a calibration file is invalid
     │   └── SchemaVersionError                  an artifact has an unknown schema version
     ├── CalibrationMismatchError (ValueError)   guard and calibration settings differ
-    ├── UnknownPromptError (KeyError)           a replayed model has no samples for a prompt
+    ├── UnknownPromptError (KeyError)           an offline model does not know a prompt
     ├── ModelQueryError (RuntimeError)          a model call failed after its retries
     ├── ExtractionError (ValueError)            an answer extractor raised
     └── Abstained                               the guard abstained and was told to raise
@@ -190,20 +190,30 @@ class CalibrationMismatchError(CPQGuardError, ValueError):
 
 
 class UnknownPromptError(CPQGuardError, KeyError):
-    """A replayed model was asked a prompt that its sample bank does not contain.
+    """An offline model was asked a prompt that it has no samples or answers for.
+
+    `ReplayChatModel` raises it for a prompt that its sample bank did not
+    record, and `SimulatedChatModel` raises the subclass
+    `UnknownSimulatedPromptError` for a prompt without an answer distribution.
 
     Attributes:
         prompt: The prompt text that was not found.
+        known_prompts: Number of prompts the model can answer.
     """
 
-    def __init__(self, prompt: str, bank_size: int) -> None:
+    def __init__(
+        self,
+        prompt: str,
+        known_prompts: int,
+        *,
+        source: str = "this model's prompts",
+        fix: str = "send only prompts that the model knows",
+    ) -> None:
         preview = prompt if len(prompt) <= 80 else prompt[:77] + "..."
-        message = (
-            f"prompt {preview!r} is not in the sample bank ({bank_size} prompts); "
-            "replay only prompts that the bank recorded"
-        )
+        message = f"prompt {preview!r} is not in {source} ({known_prompts} prompts); {fix}"
         super().__init__(message)
         self.prompt = prompt
+        self.known_prompts = known_prompts
 
     def __str__(self) -> str:
         # KeyError's own __str__ would wrap the message in quotes.

@@ -159,7 +159,12 @@ class ReplayChatModel(OfflineChatModel):
         """
         record = self._records_by_prompt.get(prompt)
         if record is None:
-            raise UnknownPromptError(prompt, len(self._records_by_prompt))
+            raise UnknownPromptError(
+                prompt,
+                len(self._records_by_prompt),
+                source="the sample bank",
+                fix="replay only prompts that the bank recorded",
+            )
         return record
 
     def _plan_call(self, key: CallKey, messages: list[BaseMessage]) -> CallPlan:

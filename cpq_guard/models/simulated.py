@@ -74,12 +74,11 @@ class UnknownSimulatedPromptError(UnknownPromptError):
     """A simulated model without a default was called with a prompt it has no distribution for."""
 
     def __init__(self, prompt: str, known_prompts: int) -> None:
-        super().__init__(prompt, known_prompts)
-        preview = prompt if len(prompt) <= 80 else prompt[:77] + "..."
-        self.args = (
-            f"prompt {preview!r} has no answer distribution among the {known_prompts} "
-            "prompts of this simulated model, which has no default; add the prompt to "
-            "distributions or set default",
+        super().__init__(
+            prompt,
+            known_prompts,
+            source="the answer distributions of this simulated model",
+            fix="add the prompt to distributions, or set default for unlisted prompts",
         )
 
 
