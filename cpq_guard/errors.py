@@ -79,21 +79,25 @@ class InsufficientCalibrationError(InvalidParameterError):
     that rank is at most ``n``, that is when ``n >= ceil(1 / alpha) - 1``.
 
     Attributes:
-        n: Number of calibration prompts given.
+        n: Number of calibration prompts that set the threshold.
         alpha: Requested miscoverage level.
         required: Smallest number of calibration prompts that works for ``alpha``.
+        num_tuning: Prompts set aside to tune the stopping policy, which do
+            not count towards ``n``.
     """
 
-    def __init__(self, n: int, alpha: float, required: int) -> None:
+    def __init__(self, n: int, alpha: float, required: int, *, num_tuning: int = 0) -> None:
+        tuning = f" (another {num_tuning} tuned the stopping policy)" if num_tuning else ""
         message = (
             f"alpha={alpha} needs at least {required} calibration prompts for a finite "
-            f"conformal threshold, but {n} were given; add calibration prompts or "
+            f"conformal threshold, but {n} were given{tuning}; add calibration prompts or "
             f"raise alpha to at least {1.0 / (n + 1):.4g}"
         )
         super().__init__("n", n, message)
         self.n = n
         self.alpha = alpha
         self.required = required
+        self.num_tuning = num_tuning
 
 
 class BudgetOutOfRangeError(InvalidParameterError):
@@ -102,14 +106,21 @@ class BudgetOutOfRangeError(InvalidParameterError):
     Attributes:
         budget: The requested mean number of queries per prompt.
         min_queries: The policy's lower limit.
-        max_queries: The policy's upper limit.
+        max_queries: The policy's upper limit, or ``None`` when there is none.
     """
 
-    def __init__(self, budget: float, min_queries: int, max_queries: int) -> None:
-        message = (
-            f"average budget {budget} is outside [min_queries, max_queries] = "
-            f"[{min_queries}, {max_queries}]; choose a budget in that range or change the limits"
-        )
+    def __init__(self, budget: float, min_queries: int, max_queries: int | None) -> None:
+        if max_queries is None:
+            message = (
+                f"average budget {budget} is below min_queries = {min_queries}; "
+                f"choose a budget of at least {min_queries}"
+            )
+        else:
+            message = (
+                f"average budget {budget} is outside [min_queries, max_queries] = "
+                f"[{min_queries}, {max_queries}]; choose a budget in that range or change "
+                "the limits"
+            )
         super().__init__("average_budget", budget, message)
         self.budget = budget
         self.min_queries = min_queries

@@ -117,7 +117,7 @@ def tune_fixed_queries(average_budget: float, max_queries: int | None = None) ->
     budget = check_real(average_budget, "average_budget")
     upper = max_queries if max_queries is not None else math.inf
     if not 1 <= budget <= upper:
-        raise BudgetOutOfRangeError(budget, 1, int(upper) if math.isfinite(upper) else 10**9)
+        raise BudgetOutOfRangeError(budget, 1, max_queries)
 
     queries = math.floor(budget)
     return TuningResult(
