@@ -8,6 +8,7 @@ rejected value and the valid range, so callers see what to change.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from numbers import Integral, Real
 
 from cpq_guard.errors import InvalidParameterError, InvalidTypeError
@@ -72,3 +73,25 @@ def check_query_limits(min_queries: object, max_queries: object) -> tuple[int, i
             "lower min_queries or raise max_queries",
         )
     return low, high
+
+
+def check_timeout(value: object, name: str = "timeout") -> float | None:
+    """Validate a per-call time limit in seconds: positive and finite, or ``None`` for none."""
+    if value is None:
+        return None
+    seconds = check_real(value, name)
+    if seconds <= 0.0:
+        raise InvalidParameterError(
+            name,
+            value,
+            f"{name}={value!r} is invalid: give positive seconds, or None for no limit",
+        )
+    return seconds
+
+
+def check_choice(value: object, name: str, choices: Collection[str]) -> str:
+    """Validate that ``value`` is one of the names in ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        names = ", ".join(repr(choice) for choice in choices)
+        raise InvalidParameterError(name, value, f"{name}={value!r} is invalid: use one of {names}")
+    return value

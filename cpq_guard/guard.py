@@ -32,13 +32,12 @@ from langchain_core.runnables.config import ensure_config
 from pydantic import BaseModel
 from typing_extensions import override
 
-from cpq_guard._validation import check_int, check_real
+from cpq_guard._validation import check_int, check_timeout
 from cpq_guard.answers import Equivalence, get_equivalence
 from cpq_guard.calibration import Calibration
 from cpq_guard.errors import (
     Abstained,
     CalibrationMismatchError,
-    InvalidParameterError,
     InvalidTypeError,
 )
 from cpq_guard.extractors import AnswerExtractor, as_extractor
@@ -80,6 +79,12 @@ class CPQGuard(Runnable[LanguageModelInput, GuardResult]):
     Raises:
         CalibrationMismatchError: If the extractor, equivalence or policy differ
             from those the calibration was made with.
+        InvalidTypeError: If an argument has the wrong type.
+        InvalidParameterError: If ``max_concurrency`` is below 1, ``timeout`` is
+            not positive, ``seed`` is negative, or an extractor or equivalence
+            name is unknown.
+        CalibrationFormatError: If a calibration path is missing or invalid.
+        SchemaVersionError: If a calibration file has an unknown schema version.
     """
 
     def __init__(
@@ -118,17 +123,23 @@ class CPQGuard(Runnable[LanguageModelInput, GuardResult]):
             if equivalence is None or isinstance(equivalence, str)
             else equivalence
         )
+        if not isinstance(self.equivalence, Equivalence):
+            raise InvalidTypeError(
+                "equivalence must be a built-in name or an object with a 'name' attribute and "
+                f"an 'equivalent(a, b)' method, got {type(equivalence).__name__}"
+            )
+        if policy is not None and not isinstance(
+            policy, (FixedPolicy, MissingMassPolicy, DerivativePolicy)
+        ):
+            raise InvalidTypeError(
+                "policy must be a FixedPolicy, MissingMassPolicy or DerivativePolicy, "
+                f"got {type(policy).__name__}; or leave it out to use the calibration's"
+            )
         self.max_concurrency = check_int(max_concurrency, "max_concurrency", minimum=1)
         self.retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self.retry, RetryPolicy):
             raise InvalidTypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        self.timeout = None if timeout is None else check_real(timeout, "timeout")
-        if self.timeout is not None and self.timeout <= 0:
-            raise InvalidParameterError(
-                "timeout",
-                timeout,
-                f"timeout={timeout!r} is invalid: give positive seconds, or None for no limit",
-            )
+        self.timeout = check_timeout(timeout)
         self.seed = None if seed is None else check_int(seed, "seed", minimum=0)
         self.raise_on_abstain = bool(raise_on_abstain)
 

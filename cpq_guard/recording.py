@@ -25,7 +25,7 @@ from langchain_core.runnables.config import ensure_config, patch_config
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cpq_guard._validation import check_int
+from cpq_guard._validation import check_int, check_timeout
 from cpq_guard.banks import BankRecord, BankWriter, Sample, read_bank
 from cpq_guard.errors import InvalidParameterError, InvalidTypeError
 from cpq_guard.querying import QueryOutcome, aquery
@@ -66,7 +66,9 @@ def _check_inputs(
                 f"got {len(prompts)} prompts but {len(references)} references; "
                 "pass one reference (or a list of references) per prompt",
             )
-        reference_lists = [[item] if isinstance(item, str) else list(item) for item in references]
+        reference_lists = [
+            _reference_list(item, position) for position, item in enumerate(references)
+        ]
 
     if ids is None:
         id_list = [prompt_id(prompt) for prompt in prompts]
@@ -76,6 +78,16 @@ def _check_inputs(
                 "ids", len(ids), f"got {len(prompts)} prompts but {len(ids)} ids; pass one id each"
             )
         id_list = list(ids)
+        for position, identifier in enumerate(id_list):
+            if not isinstance(identifier, str):
+                raise InvalidTypeError(
+                    f"ids[{position}] must be a string, got {type(identifier).__name__} "
+                    f"{identifier!r}"
+                )
+            if not identifier:
+                raise InvalidParameterError(
+                    "ids", identifier, f"ids[{position}] is empty; give every prompt a non-empty id"
+                )
 
     seen: dict[str, int] = {}
     for position, identifier in enumerate(id_list):
@@ -89,6 +101,28 @@ def _check_inputs(
             )
         seen[identifier] = position
     return list(prompts), reference_lists, id_list
+
+
+def _reference_list(item: object, position: int) -> list[str]:
+    """Return one prompt's references as a list: a string, or a sequence of strings."""
+    if isinstance(item, str):
+        return [item]
+    if isinstance(item, Sequence) and all(isinstance(reference, str) for reference in item):
+        return list(item)
+    raise InvalidTypeError(
+        f"references[{position}] must be a string or a list of strings, got "
+        f"{type(item).__name__} {item!r}"
+    )
+
+
+def _check_query_settings(model: object, retry: object, timeout: object) -> None:
+    if not isinstance(model, Runnable):
+        raise InvalidTypeError(
+            f"model must be a LangChain chat model or Runnable, got {type(model).__name__}"
+        )
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise InvalidTypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+    check_timeout(timeout)
 
 
 async def arecord_bank(
@@ -125,8 +159,14 @@ async def arecord_bank(
 
     Raises:
         ModelQueryError: If a query fails permanently; finished prompts stay saved.
-        InvalidParameterError: If a prompt id is in the bank with another prompt text.
+        InvalidParameterError: If a prompt id is in the bank with another prompt text,
+            ``prompts`` is empty, two prompts share an id, the lengths of ``prompts``,
+            ``references`` and ``ids`` differ, or a number is out of range. Every
+            argument is checked before the first model call.
+        InvalidTypeError: If an argument has the wrong type.
+        BankFormatError: If the existing bank has an invalid line.
     """
+    _check_query_settings(model, retry, timeout)
     prompts, reference_lists, id_list = _check_inputs(prompts, references, ids)
     samples_per_prompt = check_int(samples_per_prompt, "samples_per_prompt", minimum=1)
     max_concurrency = check_int(max_concurrency, "max_concurrency", minimum=1)
