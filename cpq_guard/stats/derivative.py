@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cpq_guard._validation import check_int
+
 __all__ = ["bootstrap_derivative", "raw_derivative"]
 
 
@@ -47,7 +49,11 @@ def bootstrap_derivative(counts: np.ndarray, resamples: int, rng: np.random.Gene
 
     Returns:
         The bootstrap mean, a non-negative float; ``0.0`` when ``T = 0``.
+
+    Raises:
+        InvalidParameterError: If ``resamples`` is negative.
     """
+    resamples = check_int(resamples, "resamples", minimum=0)
     counts = np.asarray(counts, dtype=np.int64)
     total = int(counts.sum())
     if resamples == 0 or total == 0:

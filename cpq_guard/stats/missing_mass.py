@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping
 from typing import Literal
 
+from cpq_guard.errors import InvalidParameterError
+
 __all__ = [
     "SINGLE_FREQUENCY_N1",
     "MissingMassEstimator",
@@ -91,8 +93,10 @@ def estimate_missing_mass(
         return smoothed_missing_mass(frequencies, total)
     if estimator == "good-turing":
         return good_turing_missing_mass(frequencies, total)
-    raise ValueError(
-        f"missing-mass estimator {estimator!r} is unknown; use 'smoothed' or 'good-turing'"
+    raise InvalidParameterError(
+        "estimator",
+        estimator,
+        f"missing-mass estimator {estimator!r} is unknown; use 'smoothed' or 'good-turing'",
     )
 
 
