@@ -11,37 +11,62 @@ pydantic on load.
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cpq_guard._atomic import atomic_write_text
-from cpq_guard._validation import check_alpha, check_int, check_non_negative, check_real
+from cpq_guard._validation import (
+    check_alpha,
+    check_choice,
+    check_int,
+    check_non_negative,
+    check_real,
+)
 from cpq_guard._version import __version__
 from cpq_guard.answers import Equivalence, get_equivalence
 from cpq_guard.banks import BankRecord, bank_content_hash, read_bank
 from cpq_guard.errors import (
+    BudgetOutOfRangeError,
     CalibrationFormatError,
+    InsufficientCalibrationError,
     InvalidParameterError,
+    InvalidTypeError,
     SchemaVersionError,
 )
 from cpq_guard.evaluation import Mapping, PolicyReplay, nonconformity_score
 from cpq_guard.extractors import as_extractor
 from cpq_guard.histories import History, histories_from_records
-from cpq_guard.stats.conformal import DEFAULT_TIE_JITTER, jittered_conformal_quantile
+from cpq_guard.stats.conformal import (
+    DEFAULT_TIE_JITTER,
+    jittered_conformal_quantile,
+    required_calibration_size,
+)
 from cpq_guard.stats.missing_mass import MissingMassEstimator
 from cpq_guard.stats.policies import FixedPolicy, Policy, ThresholdPolicy
 
-__all__ = ["SCHEMA_VERSION", "Calibration", "calibrate_bank", "calibrate_histories"]
+__all__ = [
+    "MAX_TIE_JITTER",
+    "SCHEMA_VERSION",
+    "Calibration",
+    "calibrate_bank",
+    "calibrate_histories",
+    "check_calibration_settings",
+]
 
 SCHEMA_VERSION = 1
 """Version of the calibration file layout written by this release."""
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
+
+MAX_TIE_JITTER = 0.1
+"""Largest tie-breaking noise width that a calibration accepts."""
 
 
 class Calibration(BaseModel):
@@ -68,7 +93,8 @@ class Calibration(BaseModel):
         created_at: Creation time, UTC.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and infinity are impossible values for every number in the file.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     schema_version: Literal[1] = SCHEMA_VERSION
     alpha: float = Field(gt=0.0, lt=1.0)
@@ -76,7 +102,7 @@ class Calibration(BaseModel):
     mapping: Mapping = "missing-mass"
     policy: Policy
     estimator: MissingMassEstimator = "smoothed"
-    tie_jitter: float = Field(default=DEFAULT_TIE_JITTER, ge=0.0, le=0.1)
+    tie_jitter: float = Field(default=DEFAULT_TIE_JITTER, ge=0.0, le=MAX_TIE_JITTER)
     equivalence: str
     extractor: str
     num_calibration: int = Field(ge=1)
@@ -120,7 +146,9 @@ class Calibration(BaseModel):
         """Read and validate a calibration file.
 
         Raises:
-            CalibrationFormatError: If the file is missing, not JSON, or invalid.
+            CalibrationFormatError: If the file is missing or unreadable, not
+                UTF-8 JSON, has no ``schema_version``, or holds invalid or
+                impossible values or unknown keys.
             SchemaVersionError: If it was written with an unknown schema version.
         """
         location = str(path)
@@ -135,6 +163,12 @@ class Calibration(BaseModel):
         except UnicodeDecodeError as exc:
             raise CalibrationFormatError(
                 f"calibration file {location} is not UTF-8 text: {exc}", path=location
+            ) from exc
+        except OSError as exc:
+            raise CalibrationFormatError(
+                f"cannot read calibration file {location}: {exc.strerror or exc}; check that "
+                "the path is a readable file",
+                path=location,
             ) from exc
         return cls.from_json(text, path=location)
 
@@ -154,7 +188,13 @@ class Calibration(BaseModel):
                 path=path,
             )
 
-        version = data.get("schema_version")
+        if "schema_version" not in data:
+            raise CalibrationFormatError(
+                f"calibration file {where} has no schema_version field, so cpq-guard did not "
+                "write it; pass the file that 'cpq-guard calibrate' or Calibration.save wrote",
+                path=path,
+            )
+        version = data["schema_version"]
         if version not in SUPPORTED_SCHEMA_VERSIONS:
             raise SchemaVersionError(version, SUPPORTED_SCHEMA_VERSIONS, path=path)
 
@@ -169,6 +209,85 @@ class Calibration(BaseModel):
                 f"calibration file {where} is invalid ({problems}); recreate it with this release",
                 path=path,
             ) from exc
+
+
+def check_calibration_settings(
+    num_prompts: int,
+    *,
+    alpha: object,
+    policy: object,
+    average_budget: object,
+    tuning_fraction: object,
+    mapping: object,
+    estimator: object,
+    tie_jitter: object,
+    seed: object,
+) -> int:
+    """Check the arguments of `calibrate_histories` for ``num_prompts`` prompts.
+
+    `calibrate` runs the same checks before it queries a model, so that a
+    setting that cannot work fails before any model call is paid for.
+
+    Returns:
+        The number of prompts that tune the policy: ``floor(num_prompts *
+        tuning_fraction)`` with a budget, else 0.
+
+    Raises:
+        InvalidParameterError: If ``alpha``, ``tuning_fraction``, ``tie_jitter``
+            or ``seed`` is out of range, ``mapping`` or ``estimator`` is not a
+            known name, there are no prompts, or no prompt is left for tuning.
+        InvalidTypeError: If ``policy`` is not a policy, or a number is not a number.
+        BudgetOutOfRangeError: If the budget is outside the policy's limits.
+        InsufficientCalibrationError: If too few prompts remain to set ``tau``.
+    """
+    alpha = check_alpha(alpha)
+    check_int(seed, "seed", minimum=0)
+    jitter = check_non_negative(tie_jitter, "tie_jitter")
+    if jitter > MAX_TIE_JITTER:
+        raise InvalidParameterError(
+            "tie_jitter",
+            tie_jitter,
+            f"tie_jitter={tie_jitter!r} is invalid: it must be at most {MAX_TIE_JITTER}",
+        )
+    check_choice(mapping, "mapping", get_args(Mapping))
+    check_choice(estimator, "estimator", get_args(MissingMassEstimator))
+    if not isinstance(policy, (FixedPolicy, ThresholdPolicy)):
+        raise InvalidTypeError(
+            "policy must be a FixedPolicy, MissingMassPolicy or DerivativePolicy, "
+            f"got {type(policy).__name__}"
+        )
+    if num_prompts == 0:
+        raise InvalidParameterError(
+            "histories", 0, "no calibration prompts were given; pass at least one"
+        )
+
+    num_tuning = 0
+    if average_budget is not None:
+        budget = check_real(average_budget, "average_budget")
+        low = 1 if isinstance(policy, FixedPolicy) else policy.min_queries
+        if not low <= budget <= policy.max_queries:
+            raise BudgetOutOfRangeError(budget, low, policy.max_queries)
+        fraction = check_real(tuning_fraction, "tuning_fraction")
+        if not 0.0 < fraction < 1.0:
+            raise InvalidParameterError(
+                "tuning_fraction",
+                tuning_fraction,
+                f"tuning_fraction={tuning_fraction} must lie strictly between 0 and 1",
+            )
+        num_tuning = math.floor(num_prompts * fraction)
+        if num_tuning == 0:
+            raise InvalidParameterError(
+                "tuning_fraction",
+                tuning_fraction,
+                f"tuning_fraction={tuning_fraction} leaves no prompt of {num_prompts} for "
+                "tuning; raise it or add prompts",
+            )
+
+    required = required_calibration_size(alpha)
+    num_conformal = num_prompts - num_tuning
+    if num_conformal < required:
+        raise InsufficientCalibrationError(num_conformal, alpha, required, num_tuning=num_tuning)
+    return num_tuning
 
 
 def calibrate_histories(
@@ -211,40 +330,34 @@ def calibrate_histories(
     Raises:
         InsufficientCalibrationError: If too few prompts remain to set ``tau``.
         BudgetOutOfRangeError: If the budget is outside the policy's limits.
+        InvalidParameterError: If another argument is out of range (see
+            `check_calibration_settings`), or a history is shorter than the
+            policy's ``max_queries``.
     """
-    alpha = check_alpha(alpha)
-    seed = check_int(seed, "seed", minimum=0)
-    tie_jitter = check_non_negative(tie_jitter, "tie_jitter")
     n = len(histories)
-    if n == 0:
-        raise InvalidParameterError(
-            "histories", 0, "no calibration prompts were given; pass at least one"
-        )
+    num_tuning = check_calibration_settings(
+        n,
+        alpha=alpha,
+        policy=policy,
+        average_budget=average_budget,
+        tuning_fraction=tuning_fraction,
+        mapping=mapping,
+        estimator=estimator,
+        tie_jitter=tie_jitter,
+        seed=seed,
+    )
+    alpha = float(alpha)
+    tie_jitter = float(tie_jitter)
 
     order = np.arange(n)
-    num_tuning = 0
     tuning_mean = None
     if average_budget is not None:
-        fraction = check_real(tuning_fraction, "tuning_fraction")
-        if not 0.0 < fraction < 1.0:
-            raise InvalidParameterError(
-                "tuning_fraction",
-                tuning_fraction,
-                f"tuning_fraction={tuning_fraction} must lie strictly between 0 and 1",
-            )
         order = np.random.default_rng([seed, 0]).permutation(n)
-        num_tuning = int(np.floor(n * fraction))
 
     tuning = order[:num_tuning]
     conformal = order[num_tuning:]
     replay = PolicyReplay.compute(policy, histories, seed)
     if average_budget is not None:
-        if num_tuning == 0:
-            raise InvalidParameterError(
-                "tuning_fraction",
-                tuning_fraction,
-                f"tuning_fraction={tuning_fraction} leaves no prompt of {n} for tuning",
-            )
         policy = replay.tune(tuning, average_budget)
         tuning_mean = float(replay.stopping_times(tuning, policy).mean())
 
@@ -300,8 +413,21 @@ def calibrate_bank(
         extractor: Answer extractor (a built-in name, an extractor, an output
             parser or a function); the whole text by default.
         equivalence: Answer equivalence, a built-in name or an `Equivalence`.
+
+    Raises:
+        BankFormatError: If the bank file is missing or invalid.
+        InvalidParameterError: If a record has no reference answer.
+        ExtractionError: If ``extractor`` raises on a sample.
     """
-    records = read_bank(bank) if isinstance(bank, (str, Path)) else list(bank)
+    if isinstance(bank, (str, os.PathLike)):
+        records = read_bank(bank)
+    elif isinstance(bank, Sequence) and all(isinstance(record, BankRecord) for record in bank):
+        records = list(bank)
+    else:
+        raise InvalidTypeError(
+            "bank must be the path of a sample bank or a list of BankRecord, got "
+            f"{type(bank).__name__}"
+        )
     unlabelled = [record.id for record in records if not record.references]
     if unlabelled:
         raise InvalidParameterError(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from cpq_guard.answers import Clusterer, Equivalence
+from cpq_guard.errors import ExtractionError
 from cpq_guard.stats.missing_mass import MissingMassEstimator
 from cpq_guard.stats.probabilities import estimate_from_counts
 
@@ -134,11 +135,20 @@ def histories_from_records(
         extract: Turns a sample's text into an answer (``None`` for no answer);
             the whole text is the answer when omitted.
         reference_match: How references are matched to clusters.
+
+    Raises:
+        ExtractionError: If ``extract`` raises on a sample.
     """
     histories = []
     for record in records:
         texts = [sample.text for sample in record.samples]
-        answers = [extract(text) for text in texts] if extract is not None else texts
+        if extract is None:
+            answers: list[str | None] = list(texts)
+        else:
+            answers = [
+                _extract(extract, text, record.id, number)
+                for number, text in enumerate(texts, start=1)
+            ]
         histories.append(
             History.from_answers(
                 answers,
@@ -149,3 +159,16 @@ def histories_from_records(
             )
         )
     return histories
+
+
+def _extract(
+    extract: Callable[[str], str | None], text: str, record_id: str, number: int
+) -> str | None:
+    try:
+        return extract(text)
+    except Exception as exc:
+        name = getattr(extract, "name", repr(extract))
+        raise ExtractionError(
+            f"answer extractor {name!r} raised {type(exc).__name__}: {exc} on sample {number} "
+            f"of prompt {record_id!r}; make it return None for responses without an answer"
+        ) from exc

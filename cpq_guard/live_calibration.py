@@ -17,11 +17,17 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from cpq_guard._validation import check_alpha, check_query_limits
-from cpq_guard.answers import Equivalence
-from cpq_guard.calibration import Calibration, calibrate_bank
-from cpq_guard.errors import InvalidParameterError
+from cpq_guard._validation import (
+    check_alpha,
+    check_int,
+    check_non_negative,
+    check_query_limits,
+)
+from cpq_guard.answers import Equivalence, get_equivalence
+from cpq_guard.calibration import Calibration, calibrate_bank, check_calibration_settings
+from cpq_guard.errors import InvalidParameterError, InvalidTypeError
 from cpq_guard.evaluation import Mapping
+from cpq_guard.extractors import as_extractor
 from cpq_guard.recording import arecord_bank
 from cpq_guard.retry import RetryPolicy
 from cpq_guard.stats.conformal import DEFAULT_TIE_JITTER
@@ -94,19 +100,46 @@ async def acalibrate(
         progress: Show a progress bar while recording.
         config: Runnable config (callbacks, tags) for the model calls.
 
+    Every argument is checked before the first model call, so a setting that
+    cannot work costs no queries.
+
     Raises:
         InvalidParameterError: For invalid or conflicting arguments.
+        InvalidTypeError: If an argument has the wrong type.
         InsufficientCalibrationError: If too few prompts remain to set ``tau``.
-        ModelQueryError: If a model query fails permanently.
+        BudgetOutOfRangeError: If the budget is outside ``[min_queries, max_queries]``.
+        ModelQueryError: If a model query fails permanently; the prompts
+            finished before it stay in ``bank``.
     """
     check_alpha(alpha)
-    if len(prompts) != len(references):
+    if references is None or len(prompts) != len(references):
+        count = "no" if references is None else len(references)
         raise InvalidParameterError(
             "references",
-            len(references),
-            f"got {len(prompts)} prompts but {len(references)} references; pass one per prompt",
+            count,
+            f"got {len(prompts)} prompts but {count} references; pass one per prompt",
         )
     chosen = _choose_policy(policy, lambda_, average_budget, min_queries, max_queries, bootstrap)
+    answer_extractor = as_extractor(extractor)
+    answer_equivalence = (
+        get_equivalence(equivalence) if isinstance(equivalence, str) else equivalence
+    )
+    if not isinstance(answer_equivalence, Equivalence):
+        raise InvalidTypeError(
+            "equivalence must be a built-in name or an object with a 'name' attribute and "
+            f"an 'equivalent(a, b)' method, got {type(equivalence).__name__}"
+        )
+    check_calibration_settings(
+        len(prompts),
+        alpha=alpha,
+        policy=chosen,
+        average_budget=average_budget,
+        tuning_fraction=tuning_fraction,
+        mapping=mapping,
+        estimator=estimator,
+        tie_jitter=tie_jitter,
+        seed=seed,
+    )
     with tempfile.TemporaryDirectory(prefix="cpq-guard-") as scratch:
         bank_path = Path(bank) if bank is not None else Path(scratch) / "bank.jsonl"
         records = await arecord_bank(
@@ -127,8 +160,8 @@ async def acalibrate(
         records,
         alpha=alpha,
         policy=chosen,
-        extractor=extractor,
-        equivalence=equivalence,
+        extractor=answer_extractor,
+        equivalence=answer_equivalence,
         average_budget=average_budget,
         tuning_fraction=tuning_fraction,
         mapping=mapping,
@@ -165,6 +198,11 @@ def _choose_policy(
     bootstrap: int,
 ) -> FixedPolicy | MissingMassPolicy | DerivativePolicy:
     if policy is not None:
+        if not isinstance(policy, (FixedPolicy, MissingMassPolicy, DerivativePolicy)):
+            raise InvalidTypeError(
+                "policy must be a FixedPolicy, MissingMassPolicy or DerivativePolicy, "
+                f"got {type(policy).__name__}"
+            )
         if lambda_ is not None:
             raise InvalidParameterError(
                 "lambda_", lambda_, "pass either policy or lambda_, not both"
@@ -178,9 +216,6 @@ def _choose_policy(
             "pass exactly one of average_budget (to tune lambda) and lambda_ (to fix it)",
         )
     low, high = check_query_limits(min_queries, max_queries)
-    return DerivativePolicy(
-        lambda_=lambda_ if lambda_ is not None else 0.0,
-        min_queries=low,
-        max_queries=high,
-        bootstrap=bootstrap,
-    )
+    resamples = check_int(bootstrap, "bootstrap", minimum=0)
+    price = 0.0 if lambda_ is None else check_non_negative(lambda_, "lambda_")
+    return DerivativePolicy(lambda_=price, min_queries=low, max_queries=high, bootstrap=resamples)
