@@ -67,7 +67,7 @@ METHODS = {
 }
 BASELINES = ("mm-policy", "fixed-mm", "fixed-mm-half", "fixed-cum", "frequency")
 SUMMARY_ALPHAS = (0.05, 0.1, 0.2)
-"""Miscoverage levels shown in the README; results/informativeness.md has all of them."""
+"""Miscoverage levels of the README table. results/informativeness.md has all of them."""
 
 
 def min_queries(budget: int) -> int:
@@ -315,6 +315,37 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     return _common.markdown_table(headers, table_rows)
 
 
+def overview_table(rows: list[dict[str, Any]]) -> str:
+    """Count, per dataset and baseline, the cells where CPQ is significantly better or worse.
+
+    A cell is one budget and alpha. CPQ wins it when the paired difference in
+    informative coverage is above twice its standard error over splits, loses
+    it when below minus twice that, and ties otherwise. The ratio column is
+    the median over cells of CPQ's mean informative coverage over the baseline's.
+    """
+    headers = ["dataset", *(f"vs {name}: wins / ties / losses, median ratio" for name in BASELINES)]
+    table_rows = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        cells: list[Any] = [dataset]
+        for baseline in BASELINES:
+            selected = [r for r in rows if r["dataset"] == dataset and r["method"] == baseline]
+            wins = ties = losses = 0
+            for row in selected:
+                mean, std = row["cpq_minus"]
+                error = std / np.sqrt(row["splits"])
+                if mean > 2 * error:
+                    wins += 1
+                elif mean < -2 * error:
+                    losses += 1
+                else:
+                    ties += 1
+            ratios = [r["cpq_ratio"] for r in selected if r["cpq_ratio"] is not None]
+            median = f"{np.median(ratios):.2f}" if ratios else "n/a"
+            cells.append(f"{wins} / {ties} / {losses}, {median}")
+        table_rows.append(cells)
+    return _common.markdown_table(headers, table_rows)
+
+
 def validity_table(rows: list[dict[str, Any]]) -> str:
     """Render the lowest coverage minus target of every method over all budgets and alphas."""
     headers = ["dataset", *METHODS]
@@ -396,7 +427,10 @@ def main() -> None:
     info = _common.machine()
     full = full_tables(rows, info, splits)
     summary = summary_table(rows)
+    overview = overview_table(rows)
     validity = validity_table(rows)
+    print(overview)
+    print()
     print(summary)
     print()
     print("Lowest coverage minus target over all budgets and alphas:")
@@ -414,8 +448,13 @@ def main() -> None:
     if _common.updates_readme(args, folder):
         block = "\n".join(
             [
-                f"Mean ± std over {splits} splits; {_common.machine_line(info)} "
+                f"Mean ± std over {splits} splits. {_common.machine_line(info)} "
                 f"Run time {elapsed:.0f} s.",
+                "",
+                f"CPQ against each baseline over all {len(ALPHAS)} alphas and "
+                f"{len(budgets)} budgets of a dataset:",
+                "",
+                overview,
                 "",
                 "Informative coverage (reference in a set, no abstention):",
                 "",
