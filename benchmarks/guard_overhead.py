@@ -35,13 +35,17 @@ from typing import Any
 
 import _common
 import numpy as np
+from langchain_core.callbacks import CallbackManager
+from langchain_core.runnables.config import ensure_config
 
 from cpq_guard import CPQGuard
 from cpq_guard.answers import Clusterer, get_equivalence
 from cpq_guard.calibration import Calibration
 from cpq_guard.extractors import get_extractor
 from cpq_guard.models import DEFAULT_RESPONSE_TEMPLATE, SimulatedChatModel, make_simulated_task
+from cpq_guard.querying import query
 from cpq_guard.result import TokenUsage
+from cpq_guard.retry import RetryPolicy
 from cpq_guard.sampling import SamplingSession
 from cpq_guard.stats.derivative import bootstrap_derivative, raw_derivative
 from cpq_guard.stats.frequencies import FrequencyCounter
@@ -60,7 +64,7 @@ USAGE = TokenUsage(input_tokens=30, output_tokens=25, total_tokens=55)
 
 
 def calibration(policy: DerivativePolicy | FixedPolicy) -> Calibration:
-    """Build a calibration around ``policy``; ``tau`` does not change the timed work."""
+    """Build a calibration around ``policy``. Its ``tau`` does not change the timed work."""
     return Calibration(
         alpha=0.1,
         tau=0.9,
@@ -110,7 +114,7 @@ def expected_derivative(frequencies: dict[int, int], total: int) -> float:
 def per_call_seconds(
     prepare: Callable[[], list[Any]], call: Callable[[Any], Any], rounds: int
 ) -> tuple[float, float]:
-    """Time ``call(state)`` over fresh states from ``prepare``; return mean and std per call.
+    """Time ``call(state)`` over fresh states from ``prepare`` and return mean and std per call.
 
     Each round prepares its states untimed, then times one call per state
     with `time.process_time` and the garbage collector off.
@@ -270,9 +274,21 @@ def model_seconds(prompts: list[str], model: SimulatedChatModel, rounds: int) ->
     batch_mean, batch_std = per_call_seconds(
         lambda: [None], lambda _: asyncio.run(ainvoke_all()), rounds
     )
+    # query() is the guard's per-sample call path: retry loop, child run config,
+    # response reading. A chain run manager without handlers stands in for the guard's.
+    config = ensure_config(None)
+    run_manager = CallbackManager.configure().on_chain_start(None, {"input": ""}, name="bench")
+    retry = RetryPolicy()
+
+    def query_once(prompt: str) -> None:
+        query(model, prompt, config, run_manager, index=0, retry=retry, timeout=None)
+
     return {
         "SimulatedChatModel.invoke (LangChain, no latency)": per_call_seconds(
             lambda: prompts, model.invoke, rounds
+        ),
+        "cpq_guard.querying.query (retry wrapper and child run, model call included)": (
+            per_call_seconds(lambda: prompts, query_once, rounds)
         ),
         "SimulatedChatModel.ainvoke (LangChain, no latency)": (
             batch_mean / len(prompts),
