@@ -17,7 +17,9 @@ guarded at once; without it LangChain starts every prompt at once.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import gc
 import json
 import logging
 import resource
@@ -60,11 +62,11 @@ CONFIGURATIONS: list[dict[str, Any]] = [
         "trace": False,
     },
 ]
-"""What each subprocess runs; ``trace`` adds a second, traced run (about three times slower)."""
+"""Configurations, one subprocess each. ``trace`` adds a second, traced run (about 3x slower)."""
 
 
 def worker(configuration: dict[str, Any], prompts: int, mode: str) -> dict[str, Any]:
-    """Run one ``abatch`` and measure it; ``mode`` is ``"rss"`` or ``"tracemalloc"``."""
+    """Run one ``abatch`` and measure it. ``mode`` is ``"rss"`` or ``"tracemalloc"``."""
     from cpq_guard import CPQGuard
     from cpq_guard.calibration import Calibration
     from cpq_guard.models import make_simulated_task
@@ -100,7 +102,10 @@ def worker(configuration: dict[str, Any], prompts: int, mode: str) -> dict[str, 
     elapsed = time.perf_counter() - started
     measured: dict[str, Any] = {"seconds": elapsed}
     if mode == "tracemalloc":
-        current, peak = tracemalloc.get_traced_memory()
+        _, peak = tracemalloc.get_traced_memory()
+        # Collect cycles first, so "held" counts what the results keep alive, not garbage.
+        gc.collect()
+        current, _ = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         measured.update({"traced_peak_kib": peak / 1024, "traced_after_kib": current / 1024})
     else:
@@ -136,9 +141,18 @@ def mib(kib: float) -> str:
 
 def main() -> None:
     parser = _common.parser(__doc__.splitlines()[0])
-    parser.add_argument("--worker", help=_argparse_hidden())
-    parser.add_argument("--prompts", type=int, default=PROMPTS, help="prompts per abatch")
-    parser.add_argument("--mode", choices=("rss", "tracemalloc"), default="rss", help="worker mode")
+    # --worker and --mode are internal: main() passes them to its subprocesses.
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--mode", choices=("rss", "tracemalloc"), default="rss", help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--prompts",
+        type=int,
+        default=PROMPTS,
+        metavar="N",
+        help=f"prompts per abatch call (default: {PROMPTS}; 100 with --quick)",
+    )
     args = parser.parse_args()
     if args.worker is not None:
         print(json.dumps(worker(json.loads(args.worker), args.prompts, args.mode)))
@@ -198,12 +212,6 @@ def main() -> None:
     _common.write_results(folder, "memory", {"machine": info, "rows": rows}, block)
     if _common.updates_readme(args, folder):
         _common.update_readme("memory", block)
-
-
-def _argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
