@@ -146,7 +146,7 @@ def pm(mean: float, std: float, digits: int = 3) -> str:
 
 
 def ratio(numerator: float, denominator: float, digits: int = 2) -> str:
-    """Format ``numerator / denominator``; ``inf`` when only the denominator is 0."""
+    """Format ``numerator / denominator``, or ``inf`` when only the denominator is 0."""
     if denominator == 0.0:
         return "n/a" if numerator == 0.0 else "inf"
     return f"{numerator / denominator:.{digits}f}"

@@ -1,4 +1,4 @@
-"""Score precomputed samples with uqlm's black-box scorers; runs in the uqlm virtualenv.
+"""Score precomputed samples with uqlm's black-box scorers, inside the uqlm virtualenv.
 
 `against_uqlm.py` runs this file with ``benchmarks/.venv-uqlm/bin/python``
 because uqlm 0.6.7 pins ``numpy<2`` on Python 3.11 while cpq-guard's

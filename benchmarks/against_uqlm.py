@@ -181,7 +181,7 @@ def uqlm_rows(
 def run(
     datasets: list[Dataset], sample_counts: tuple[int, ...], splits: int
 ) -> tuple[dict[str, Any], str]:
-    """Evaluate CPQ and every uqlm variant; return per-split results and the uqlm version."""
+    """Evaluate CPQ and every uqlm variant, and return per-split results and the uqlm version."""
     scores = uqlm_scores(datasets, sample_counts)
     results: dict[str, Any] = {}
     for dataset in datasets:

@@ -168,7 +168,7 @@ def timed(
     splits: int,
     repeats: int,
 ) -> tuple[list[float], list[float], dict[str, Any]]:
-    """Run ``function`` ``repeats`` times on cold histories; return wall and CPU seconds."""
+    """Run ``function`` ``repeats`` times on cold histories and return wall and CPU seconds."""
     walls, cpus = [], []
     result: dict[str, Any] = {}
     for _ in range(repeats):

@@ -47,7 +47,7 @@ def frequency_score(history: History, queries: int) -> float:
 
 
 def frequency_threshold(scores: np.ndarray, alpha: float) -> float:
-    """Return the ``ceil((n + 1)(1 - alpha))``-th smallest score; ``+inf`` past the last."""
+    """Return the ``ceil((n + 1)(1 - alpha))``-th smallest score, or ``+inf`` past the last."""
     rank = conformal_rank(scores.size, alpha)
     if rank > scores.size:
         return float("inf")

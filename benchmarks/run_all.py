@@ -54,7 +54,8 @@ def main() -> None:
         [[script, f"{seconds:.0f}", code] for script, seconds, code in timings]
         + [["total", f"{total:.0f}", ""]],
     )
-    block = f"Last full run of `run_all.py`: {_common.machine_line(info)}\n\n{table}"
+    kind = "Quick run" if args.quick else "Last full run"
+    block = f"{kind} of `run_all.py`: {_common.machine_line(info)}\n\n{table}"
     print(block)
 
     failed = [script for script, _, code in timings if code != 0]
