@@ -36,6 +36,13 @@ __all__ = ["DEMO_MIX", "DemoExample", "DemoReport", "run_bank_demo", "run_simula
 DEMO_MIX = {"peaked": 0.6, "spread": 0.2, "confidently_wrong": 0.1, "long_tailed": 0.1}
 """Regimes of the simulated demo task: mostly answerable questions, some hard ones."""
 
+DEMO_TUNING_FRACTION = 0.3
+"""Share of the calibration prompts that tune lambda; the rest set tau.
+
+A mean number of queries is estimated well from few prompts, while tau is an
+order statistic whose coverage varies less with more prompts.
+"""
+
 
 class DemoExample(BaseModel):
     """One guarded held-out prompt, for display."""
@@ -115,6 +122,7 @@ async def run_simulated_demo(
         average_budget=average_budget,
         extractor="final-answer",
         equivalence="numeric",
+        tuning_fraction=DEMO_TUNING_FRACTION,
         max_concurrency=16,
         seed=seed,
         progress=progress,
@@ -155,6 +163,7 @@ async def run_bank_demo(
         extractor=extractor,
         equivalence=equivalence,
         average_budget=average_budget,
+        tuning_fraction=DEMO_TUNING_FRACTION,
         seed=seed,
     )
     calibrated = time.perf_counter()
