@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from cpq_guard.errors import InvalidParameterError
+
 __all__ = ["FrequencyCounter", "frequencies_of_counts"]
 
 
@@ -36,14 +38,16 @@ class FrequencyCounter:
         """Record one sample in cluster ``label``.
 
         Raises:
-            ValueError: If ``label`` is negative or skips an unused label.
+            InvalidParameterError: If ``label`` is negative or skips an unused label.
         """
         if label == len(self._counts):
             self._counts.append(0)
         elif not 0 <= label < len(self._counts):
-            raise ValueError(
+            raise InvalidParameterError(
+                "label",
+                label,
                 f"cluster label {label} is invalid: labels must be 0..{len(self._counts)} "
-                "(an existing cluster or the next new one)"
+                "(an existing cluster or the next new one)",
             )
 
         old = self._counts[label]
