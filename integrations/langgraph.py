@@ -198,14 +198,15 @@ def human_review_node(
         max_clusters: Most seen clusters shown to the reviewer.
 
     Raises:
-        InvalidParameterError: At run time, if the state lacks a field or the
-            reviewer's answer is empty.
+        InvalidParameterError: If ``max_clusters`` is below 1, and at run time
+            if the state lacks a field or the reviewer's answer is empty.
         InvalidTypeError: At run time, if the resume value is neither a string
             nor ``{"answer": <text>}``.
     """
     _check_key(input_key, "input_key")
     _check_key(output_key, "output_key")
     _check_key(answer_key, "answer_key")
+    max_clusters = check_int(max_clusters, "max_clusters", minimum=1)
 
     def ask_human(state: Any) -> dict[str, Any]:
         result = read_guard_result(state, output_key)
