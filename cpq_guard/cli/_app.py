@@ -11,7 +11,9 @@ Adding a command means writing such a module and listing it in `COMMANDS`.
 
 `main` reports every `CPQGuardError`, `OSError`, `CommandError` and argparse
 error as one line ``cpq-guard: error: ...`` on stderr, without a traceback.
-With ``--debug``, the errors raised after parsing are re-raised instead.
+Any other exception is reported the same way, with its type and a request
+to rerun with ``--debug``. With ``--debug``, the errors raised after parsing
+are re-raised instead.
 """
 
 from __future__ import annotations
@@ -203,3 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             _print_error("interrupted")
             return EXIT_INTERRUPTED
+        except Exception as error:
+            # An error that no check foresaw is a bug, but still one line;
+            # --debug shows the traceback to report.
+            if args.debug:
+                raise
+            _print_error(
+                f"unexpected {type(error).__name__}: {error}; rerun with --debug for the "
+                "traceback and report it"
+            )
+            return EXIT_FAILURE
