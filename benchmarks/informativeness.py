@@ -1,6 +1,6 @@
 """Informativeness of CPQ against its baselines at equal average budget.
 
-For each dataset, average budget ``B`` and miscoverage ``alpha``, five methods
+For each dataset, average budget ``B`` and miscoverage ``alpha``, six methods
 spend (about) ``B`` queries per prompt and are scored on the same test prompts:
 
 - ``cpq``: the derivative policy with ``lambda`` tuned to ``B`` on half of the
