@@ -1,0 +1,1 @@
+"""Tests of failure behaviour: bad input, model faults, crashes, load and security."""
