@@ -147,7 +147,7 @@ class Calibration(BaseModel):
 
         Raises:
             CalibrationFormatError: If the file is missing or unreadable, not
-                UTF-8 JSON, has no ``schema_version``, or holds invalid or
+                UTF-8 JSON, has no ``schema_version``, or contains invalid or
                 impossible values or unknown keys.
             SchemaVersionError: If it was written with an unknown schema version.
         """
