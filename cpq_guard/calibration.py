@@ -274,8 +274,10 @@ def check_calibration_settings(
                 tuning_fraction,
                 f"tuning_fraction={tuning_fraction} must lie strictly between 0 and 1",
             )
-        num_tuning = math.floor(num_prompts * fraction)
-        if num_tuning == 0:
+        # A fixed policy's K = floor(B) is chosen without data, so every
+        # prompt can set tau.
+        num_tuning = 0 if isinstance(policy, FixedPolicy) else math.floor(num_prompts * fraction)
+        if num_tuning == 0 and not isinstance(policy, FixedPolicy):
             raise InvalidParameterError(
                 "tuning_fraction",
                 tuning_fraction,
@@ -310,8 +312,9 @@ def calibrate_histories(
     With ``average_budget``, the histories are shuffled (seeded) and the first
     ``floor(n * tuning_fraction)`` tune the policy's threshold; the others,
     disjoint from them, set ``tau``, so the policy is fixed before any score
-    that sets ``tau`` is computed. Without it, ``policy`` is used as given and
-    every history sets ``tau``.
+    that sets ``tau`` is computed. A fixed policy takes ``K = floor(B)``
+    without looking at data, so then every history sets ``tau``. Without a
+    budget, ``policy`` is used as given and every history sets ``tau``.
 
     Args:
         histories: One per calibration prompt, each at least ``policy.max_queries`` long.
@@ -359,7 +362,8 @@ def calibrate_histories(
     replay = PolicyReplay.compute(policy, histories, seed)
     if average_budget is not None:
         policy = replay.tune(tuning, average_budget)
-        tuning_mean = float(replay.stopping_times(tuning, policy).mean())
+        if tuning.size:
+            tuning_mean = float(replay.stopping_times(tuning, policy).mean())
 
     times = replay.stopping_times(conformal, policy)
     estimates = [

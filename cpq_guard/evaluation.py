@@ -7,9 +7,11 @@ conformal threshold, and the test part is predicted and scored.
 
 When a target average budget is given, the threshold of the policy must be
 fixed before the conformal scores are computed, or the coverage guarantee is
-no longer exact. So the calibration part is divided at random into two halves
-(the first ``floor(n_cal / 2)`` of a shuffled order tune the policy, the rest
-set ``tau``), and the test part is untouched.
+no longer exact. So, for a threshold policy, the calibration part is divided
+at random into two halves: the first ``floor(n_cal / 2)`` of a shuffled order
+tune the policy and the rest set ``tau``. The test part is untouched. A fixed
+policy takes ``K = floor(B)`` without data, so its whole calibration part
+sets ``tau``.
 
 Each prompt's samples are replayed through a policy once per policy setting,
 not once per split: the stopping statistic of every sample count is stored, and
@@ -258,7 +260,10 @@ def evaluate(
         calibration, test = order[:n_calibration], order[n_calibration:]
 
         policy = replay.policy
-        if average_budget is not None:
+        if average_budget is not None and isinstance(policy, FixedPolicy):
+            # K = floor(B) needs no tuning prompts, so the whole part sets tau.
+            policy = replay.tune(calibration[:0], average_budget)
+        elif average_budget is not None:
             tuning = calibration[: n_calibration // 2]
             calibration = calibration[n_calibration // 2 :]
             policy = replay.tune(tuning, average_budget)
