@@ -404,3 +404,22 @@ def test_paper_gsm8k_fixed_cumulative(paper_gsm8k: Path) -> None:
     assert row.abstention_rate.mean == pytest.approx(0.097, abs=0.03)
     assert row.informative_coverage.mean == pytest.approx(0.795, abs=0.03)
     assert row.mean_queries.mean == 20.0
+
+
+def test_fixed_budget_keeps_calibration_part(histories: list[History]) -> None:
+    fixed = PolicyReplay.compute(FixedPolicy(queries=MAX_QUERIES), histories, seed=0)
+    tuned = evaluate(
+        histories, [0.2], fixed, method="fixed", average_budget=9.7, splits=3, seed=5
+    )[0]
+    direct = evaluate(
+        histories,
+        [0.2],
+        PolicyReplay.compute(FixedPolicy(queries=9), histories, seed=0),
+        method="fixed",
+        splits=3,
+        seed=5,
+    )[0]
+
+    assert tuned.mean_queries.mean == 9.0
+    assert tuned.coverage == direct.coverage
+    assert tuned.tau == direct.tau
