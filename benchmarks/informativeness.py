@@ -10,8 +10,8 @@ spend (about) ``B`` queries per prompt and are scored on the same test prompts:
   ``epsilon`` tuned the same way, and the missing-mass mapping;
 - ``fixed-mm``: ``K = B`` queries and the missing-mass mapping;
 - ``fixed-mm-half``: the same, but like the tuned policies it sets the
-  threshold on half of the calibration part only (``evaluate`` with
-  ``average_budget=B``, which tunes nothing for a fixed policy), so that
+  threshold on half of the calibration part only (a threshold policy with
+  ``min_queries = max_queries = B``, "tuned" by ``evaluate``), so that
   ``cpq`` against ``fixed-mm-half`` compares the stopping policies alone;
 - ``fixed-cum``: ``K = B`` queries and the cumulative mapping;
 - ``frequency``: ``K = B`` queries, nonconformity ``1 - relative frequency``,
@@ -174,6 +174,14 @@ def run_dataset(
                 replays[(kind, lower)] = PolicyReplay.compute(template, histories, REPLAY_SEED)
 
         fixed = PolicyReplay.compute(FixedPolicy(queries=budget), histories, REPLAY_SEED)
+        # A threshold policy with min_queries = max_queries = B stops at B whatever
+        # its threshold, and `evaluate` halves the calibration part to "tune" it:
+        # a fixed K = B with the calibration of the tuned policies.
+        fixed_half = PolicyReplay.compute(
+            DerivativePolicy(lambda_=0.0, min_queries=budget, max_queries=budget, bootstrap=0),
+            histories,
+            REPLAY_SEED,
+        )
         results[budget] = {
             "cpq": per_split_rows(
                 histories,
@@ -197,7 +205,7 @@ def run_dataset(
             "fixed-mm-half": per_split_rows(
                 histories,
                 ALPHAS,
-                fixed,
+                fixed_half,
                 mapping="missing-mass",
                 average_budget=budget,
                 splits=splits,
