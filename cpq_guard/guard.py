@@ -19,12 +19,13 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
-from langchain_core.language_models import LanguageModelInput
+from langchain_core.language_models import BaseLanguageModel, LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -202,7 +203,23 @@ class CPQGuard(Runnable[LanguageModelInput, GuardResult]):
 
     # -- sampling ----------------------------------------------------------
 
+    def _check_input(self, input: object) -> None:
+        # A language model would reject any other input on every query, and the
+        # failure would surface as a ModelQueryError about the model. Other
+        # Runnables define their own input, so only language models are checked.
+        if not isinstance(self.model, BaseLanguageModel):
+            return
+        if isinstance(input, (str, PromptValue, BaseMessage)):
+            return
+        if isinstance(input, Sequence) and not isinstance(input, (bytes, bytearray)):
+            return
+        raise InvalidTypeError(
+            f"guard input must be a string, a prompt value or a list of messages for "
+            f"{type(self.model).__name__}, got {type(input).__name__} {input!r:.80}"
+        )
+
     def _session(self, input: LanguageModelInput) -> SamplingSession:
+        self._check_input(input)
         if self.seed is None:
             rng = np.random.default_rng()
         else:

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--prompts",
-        type=_arguments.positive_int,
+        type=_demo_prompt_count,
         default=200,
         metavar="N",
         help="simulated task only: calibration prompts, and as many held-out ones (default: 200)",
@@ -72,6 +72,20 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.set_defaults(run=run)
     return parser
+
+
+_MIN_DEMO_PROMPTS = 40
+
+
+def _demo_prompt_count(text: str) -> int:
+    """Parse ``--prompts``: enough calibration prompts for a tuning part and a tau part."""
+    value = _arguments.positive_int(text)
+    if value < _MIN_DEMO_PROMPTS:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: the demo needs at least {_MIN_DEMO_PROMPTS} prompts, so "
+            "that both lambda and tau have calibration prompts at the default alpha"
+        )
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

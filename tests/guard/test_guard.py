@@ -803,3 +803,15 @@ async def test_coverage_on_held_out(
     n_tuning = task_calibration.num_tuning
     spread = float(queries.std()) * math.sqrt(1.0 / len(prompts) + 1.0 / n_tuning)
     assert abs(float(queries.mean()) - 20.0) <= 3.0 * spread, f"mean queries {queries.mean()}"
+
+
+@pytest.mark.parametrize("bad_input", [42, None, 3.5, b"bytes"])
+async def test_invalid_input_rejected(bad_input: Any, make_guard: MakeGuard) -> None:
+    guard = make_guard()
+
+    with pytest.raises(InvalidTypeError, match="guard input must be a string"):
+        guard.invoke(bad_input)
+    with pytest.raises(InvalidTypeError, match=type(bad_input).__name__):
+        await guard.ainvoke(bad_input)
+
+    assert guard.model.calls_started == 0
