@@ -101,12 +101,15 @@ def _child_config(
     return patch_config(config, callbacks=run_manager.get_child(tag))
 
 
-def _failure(error: BaseException, index: int, attempts: int) -> ModelQueryError:
+def _failure(error: BaseException, index: int, attempts: int, transient: bool) -> ModelQueryError:
     # Samples are used in query order, so query `index` fails after `index` samples.
+    if transient:
+        advice = "the error is transient: raise the retry limit or try again later"
+    else:
+        advice = "the error is not transient, so it was not retried: fix its cause"
     return ModelQueryError(
         f"model query {index + 1} failed after {attempts} attempt(s) with "
-        f"{type(error).__name__}: {error}; {index} sample(s) had been drawn. "
-        "Check the model and its credentials, or raise the retry limit for transient errors",
+        f"{type(error).__name__}: {error}; {index} sample(s) had been drawn; {advice}",
         samples_drawn=index,
         attempts=attempts,
     )
@@ -157,7 +160,7 @@ def query(
                     output = _run_with_timeout(model, input, child, timeout)
                 text, usage = read_response(output)
     except Exception as exc:
-        raise _failure(exc, index, attempts) from exc
+        raise _failure(exc, index, attempts, retry.is_transient(exc)) from exc
     return QueryOutcome(text=text, usage=usage, retries=attempts - 1)
 
 
@@ -189,5 +192,5 @@ async def aquery(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        raise _failure(exc, index, attempts) from exc
+        raise _failure(exc, index, attempts, retry.is_transient(exc)) from exc
     return QueryOutcome(text=text, usage=usage, retries=attempts - 1)

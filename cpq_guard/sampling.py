@@ -120,7 +120,11 @@ class SamplingSession:
             )
 
         clusters = self._clusters(probabilities)
-        ranked = sorted(range(len(clusters)), key=lambda label: -probabilities[label])
+        # Good-Turing can give clusters of different counts the same probability,
+        # so the larger count ranks first among equals.
+        ranked = sorted(
+            range(len(clusters)), key=lambda label: (-probabilities[label], -clusters[label].count)
+        )
         member_set = set(members.tolist())
         usage = self._usage + (extra_usage or TokenUsage())
         return GuardResult(

@@ -131,8 +131,9 @@ def _print_result(result: GuardResult) -> None:
     coverage = f"{result.coverage_target:.0%} coverage target"
     if result.abstained:
         print(
-            f"ABSTAIN (estimated missing mass {result.missing_mass:.3f}, calibrated "
-            f"threshold {result.threshold:.3f}, {coverage})"
+            f"ABSTAIN: estimated missing mass {result.missing_mass:.3f}, and the guard abstains "
+            f"from {max(2.0 - result.threshold, 0.0):.3f} (2 - tau, tau = {result.threshold:.3f}; "
+            f"{coverage})"
         )
         print("answers seen:")
         _print_clusters(result.clusters, result.num_queries)

@@ -80,8 +80,9 @@ def test_prints_abstention(
 
     assert result.code == 0, result.err
     lines = result.out.splitlines()
-    assert lines[0].startswith("ABSTAIN (estimated missing mass ")
-    assert f"calibrated threshold {ABSTAINING_TAU:.3f}" in lines[0]
+    assert lines[0].startswith("ABSTAIN: estimated missing mass ")
+    assert f"tau = {ABSTAINING_TAU:.3f}" in lines[0]
+    assert f"abstains from {2.0 - ABSTAINING_TAU:.3f}" in lines[0]
     assert lines[1] == "answers seen:"
     assert any(line.startswith("  3  (probability ") for line in lines)
     assert "answer set" not in result.out

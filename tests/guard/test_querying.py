@@ -302,3 +302,15 @@ def test_string_model_works(make_guard: MakeGuard) -> None:
 
     assert result.is_single_answer
     assert result.best_answer == "7"
+
+
+def test_failure_advice_depends_on_transience() -> None:
+    from cpq_guard.querying import _failure
+
+    transient = _failure(ConnectionError("reset"), index=2, attempts=4, transient=True)
+    permanent = _failure(ValueError("bad"), index=0, attempts=1, transient=False)
+
+    assert "the error is transient: raise the retry limit" in str(transient)
+    assert transient.samples_drawn == 2
+    assert "not transient, so it was not retried" in str(permanent)
+    assert permanent.attempts == 1

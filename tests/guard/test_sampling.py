@@ -214,3 +214,33 @@ def test_matches_offline_replay(policy: Any, make_calibration: MakeCalibration) 
         assert stopped_at == int(expected[0]), f"seed {seed}"
         estimate = history.estimate(stopped_at, calibration.estimator)
         assert session.result().missing_mass == pytest.approx(estimate.missing_mass)
+
+
+def test_equal_probability_ranks_larger_count() -> None:
+    from cpq_guard.answers import NormalizedEquivalence
+    from cpq_guard.calibration import Calibration
+    from cpq_guard.extractors import WholeTextExtractor
+    from cpq_guard.result import TokenUsage
+    from cpq_guard.sampling import SamplingSession
+    from cpq_guard.stats.policies import FixedPolicy
+
+    calibration = Calibration(
+        alpha=0.1,
+        tau=1.5,
+        policy=FixedPolicy(queries=11),
+        equivalence="normalized",
+        extractor="text",
+        num_calibration=20,
+        calibration_mean_queries=11,
+    )
+    session = SamplingSession(
+        calibration, WholeTextExtractor(), NormalizedEquivalence(), np.random.default_rng(0)
+    )
+    # Counts 5 and 6: N_5 = N_6 = 1, so Good-Turing gives both the adjusted count 6.
+    for text in ["12"] * 5 + ["1"] * 6:
+        session.add(text, TokenUsage())
+    result = session.result()
+
+    assert result.clusters[0].probability == result.clusters[1].probability
+    assert result.clusters[0].representative == "1"
+    assert result.clusters[0].count == 6

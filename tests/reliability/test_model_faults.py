@@ -169,7 +169,7 @@ def test_transient_failures_past_retries(tmp_path: Path) -> None:
 
     assert caught.value.attempts == 3
     assert "SimulatedTransientError" in str(caught.value)
-    assert "raise the retry limit for transient errors" in str(caught.value)
+    assert "the error is transient: raise the retry limit" in str(caught.value)
     assert read_bank(path, allow_empty=True) == []
 
 
