@@ -21,6 +21,7 @@ from cpq_guard.demo import DemoExample, DemoReport, run_bank_demo, run_simulated
 
 _SHOWN_PER_KIND = 3
 _PROMPT_WIDTH = 70
+_MIN_DEMO_PROMPTS = 40
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -54,27 +55,31 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=_demo_prompt_count,
         default=200,
         metavar="N",
-        help="simulated task only: calibration prompts, and as many held-out ones (default: 200)",
+        help="simulated task only: calibration prompts, and as many held-out ones "
+        f"(at least {_MIN_DEMO_PROMPTS}; default: 200)",
     )
     parser.add_argument(
         "--extractor",
         default="text",
-        help="bank only: answer extractor name (default: text)",
+        help="bank only: answer extractor: text, final-answer, final-answer:strict or "
+        "regex:PATTERN (default: text)",
     )
     parser.add_argument(
         "--equivalence",
         default="normalized",
-        help="bank only: answer equivalence name (default: normalized)",
+        help="bank only: answer equivalence: exact, normalized or numeric (default: normalized)",
     )
-    parser.add_argument("--seed", type=_arguments.non_negative_int, default=0, help="random seed")
+    parser.add_argument(
+        "--seed",
+        type=_arguments.non_negative_int,
+        default=0,
+        help="seed of the task, the splits and the guard (default: 0)",
+    )
     parser.add_argument(
         "--json", action="store_true", help="print the summary as JSON instead of tables"
     )
     parser.set_defaults(run=run)
     return parser
-
-
-_MIN_DEMO_PROMPTS = 40
 
 
 def _demo_prompt_count(text: str) -> int:
