@@ -47,7 +47,11 @@ from cpq_guard.querying import query
 from cpq_guard.result import TokenUsage
 from cpq_guard.retry import RetryPolicy
 from cpq_guard.sampling import SamplingSession
-from cpq_guard.stats.derivative import bootstrap_derivative, raw_derivative
+from cpq_guard.stats.derivative import (
+    bootstrap_derivative,
+    expected_bootstrap_derivative,
+    raw_derivative,
+)
 from cpq_guard.stats.frequencies import FrequencyCounter
 from cpq_guard.stats.policies import DerivativePolicy, FixedPolicy
 
@@ -92,25 +96,6 @@ def response_texts(prompts: int, seed: int) -> list[list[str]]:
     return texts
 
 
-def expected_derivative(frequencies: dict[int, int], total: int) -> float:
-    """Compute the bootstrap mean of ``2 N_2 / T^2`` exactly, as ``h`` goes to infinity.
-
-    A resample of ``T`` draws puts ``Binomial(T, r / T)`` samples in a cluster
-    seen ``r`` times, so ``E[N_2] = C(T, 2) sum_r N_r (r / T)^2 (1 - r / T)^(T - 2)``,
-    a sum over the distinct counts ``r`` only. Not in the library: this benchmark
-    times it as a candidate replacement for the random draws.
-    """
-    if total < 2:
-        return 0.0  # no resample of fewer than two draws has a cluster seen twice
-
-    pairs = total * (total - 1) / 2.0
-    expected_doubletons = 0.0
-    for r, clusters in frequencies.items():
-        share = r / total
-        expected_doubletons += clusters * share * share * (1.0 - share) ** (total - 2)
-    return 2.0 * pairs * expected_doubletons / (total * total)
-
-
 def per_call_seconds(
     prepare: Callable[[], list[Any]], call: Callable[[Any], Any], rounds: int
 ) -> tuple[float, float]:
@@ -146,6 +131,11 @@ def session_pieces(
     derivative = calibration(
         DerivativePolicy(
             lambda_=0.0, min_queries=size, max_queries=MAX_QUERIES, bootstrap=BOOTSTRAP
+        )
+    )
+    expected = calibration(
+        DerivativePolicy(
+            lambda_=0.0, min_queries=size, max_queries=MAX_QUERIES, derivative="expected"
         )
     )
     fixed = calibration(FixedPolicy(queries=MAX_QUERIES))
@@ -195,6 +185,9 @@ def session_pieces(
         "SamplingSession.add, derivative policy (total)": per_call_seconds(
             sessions(derivative), lambda state: state[0].add(state[1], USAGE), rounds
         ),
+        "SamplingSession.add, derivative policy, exact expectation (total)": per_call_seconds(
+            sessions(expected), lambda state: state[0].add(state[1], USAGE), rounds
+        ),
         "SamplingSession.add, fixed policy (no statistic)": per_call_seconds(
             sessions(fixed), lambda state: state[0].add(state[1], USAGE), rounds
         ),
@@ -219,9 +212,9 @@ def session_pieces(
         "raw derivative 2 N_2 / T^2 (h = 0)": per_call_seconds(
             full_counters, lambda state: raw_derivative(state[0].counts), rounds
         ),
-        "exact bootstrap mean from N_r (h → ∞, not in the library)": per_call_seconds(
+        "exact bootstrap mean from N_r (expected_bootstrap_derivative)": per_call_seconds(
             full_counters,
-            lambda state: expected_derivative(state[0].frequencies, state[0].total),
+            lambda state: expected_bootstrap_derivative(state[0].frequencies, state[0].total),
             rounds,
         ),
     }
@@ -240,7 +233,7 @@ def derivative_accuracy(texts: list[list[str]], size: int) -> tuple[float, float
     for index, history in enumerate(texts):
         clusterer = Clusterer(equivalence)
         counter = FrequencyCounter(clusterer.add(extractor(text)) for text in history[:size])
-        value = expected_derivative(counter.frequencies, counter.total)
+        value = expected_bootstrap_derivative(counter.frequencies, counter.total)
         sampled = bootstrap_derivative(counter.counts, BOOTSTRAP, np.random.default_rng(index))
         exact.append(value)
         errors.append(sampled - value)

@@ -96,7 +96,7 @@ def add_method_parameter_arguments(
 
 
 def add_policy_limit_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--min-queries``, ``--max-queries``, ``--bootstrap`` and ``--estimator``."""
+    """Add the query limits, the stopping-statistic options and ``--estimator``."""
     parser.add_argument(
         "--min-queries",
         type=_arguments.positive_int,
@@ -119,6 +119,14 @@ def add_policy_limit_arguments(parser: argparse.ArgumentParser) -> None:
         default=20,
         metavar="H",
         help="bootstrap resamples of the cpq stopping statistic; 0 uses the raw statistic "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--derivative",
+        choices=("bootstrap", "expected"),
+        default="bootstrap",
+        help="cpq stopping statistic: the average of --bootstrap random resamples, as the "
+        "reference code does, or its exact expectation, with no random draws "
         "(default: %(default)s)",
     )
     parser.add_argument(
@@ -204,6 +212,7 @@ def build_policy(method: str, args: argparse.Namespace) -> ThresholdPolicy | Fix
             min_queries=args.min_queries,
             max_queries=args.max_queries,
             bootstrap=args.bootstrap,
+            derivative=args.derivative,
         )
     if method == "missing-mass":
         return MissingMassPolicy(

@@ -22,7 +22,11 @@ from cpq_guard.stats.conformal import (
     required_calibration_size,
 )
 from cpq_guard.stats.cumulative import cumulative_score, cumulative_set
-from cpq_guard.stats.derivative import bootstrap_derivative, raw_derivative
+from cpq_guard.stats.derivative import (
+    bootstrap_derivative,
+    expected_bootstrap_derivative,
+    raw_derivative,
+)
 from cpq_guard.stats.frequencies import FrequencyCounter, frequencies_of_counts
 from cpq_guard.stats.missing_mass import (
     SINGLE_FREQUENCY_N1,
@@ -63,6 +67,7 @@ __all__ = [
     "cumulative_set",
     "estimate_from_counts",
     "estimate_missing_mass",
+    "expected_bootstrap_derivative",
     "frequencies_of_counts",
     "good_turing_missing_mass",
     "jittered_conformal_quantile",

@@ -6,16 +6,19 @@ The expected missing mass after ``T`` samples decreases by about
 jumps as ``N_2`` changes by one; averaging it over bootstrap resamples of the
 ``T`` seen samples (draw ``T`` with replacement, recount ``N_2``) gives a much
 smoother stopping signal. Source: Noorani et al., arXiv:2506.05497 (2025),
-which uses ``h = 20`` resamples.
+which uses ``h = 20`` resamples. `expected_bootstrap_derivative` computes the
+limit of that average as ``h`` grows, exactly and without random draws.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
 from cpq_guard._validation import check_int
 
-__all__ = ["bootstrap_derivative", "raw_derivative"]
+__all__ = ["bootstrap_derivative", "expected_bootstrap_derivative", "raw_derivative"]
 
 
 def raw_derivative(counts: np.ndarray) -> float:
@@ -62,3 +65,35 @@ def bootstrap_derivative(counts: np.ndarray, resamples: int, rng: np.random.Gene
     draws = rng.multinomial(total, counts / total, size=resamples)
     doubletons = np.count_nonzero(draws == 2, axis=1)
     return float(2.0 * doubletons.mean() / total**2)
+
+
+def expected_bootstrap_derivative(frequencies: Mapping[int, int], total: int) -> float:
+    """Compute the bootstrap mean of ``2 N_2 / T^2`` exactly: its limit as ``h`` grows.
+
+    A resample of ``T`` draws from the seen samples puts ``Binomial(T, r / T)``
+    samples in a cluster seen ``r`` times, so
+
+    .. math::
+
+        E[N_2^*] = \\binom{T}{2} \\sum_r N_r (r / T)^2 (1 - r / T)^{T - 2},
+
+    a sum over the distinct counts ``r`` only. This removes the bootstrap's
+    sampling noise and its random draws, and costs a few microseconds instead
+    of ``h`` multinomial draws.
+
+    Args:
+        frequencies: Frequency of frequencies ``{r: N_r}``.
+        total: Number of samples ``T``.
+
+    Returns:
+        The exact expectation, a non-negative float; ``0.0`` when ``T < 2``.
+    """
+    if total < 2:
+        return 0.0  # no resample of fewer than two draws has a cluster seen twice
+
+    expected_doubletons = 0.0
+    for r, clusters in frequencies.items():
+        share = r / total
+        expected_doubletons += clusters * share * share * (1.0 - share) ** (total - 2)
+    pairs = total * (total - 1) / 2.0
+    return 2.0 * pairs * expected_doubletons / total**2

@@ -6,7 +6,12 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from cpq_guard.stats.derivative import bootstrap_derivative, raw_derivative
+from cpq_guard.stats.derivative import (
+    bootstrap_derivative,
+    expected_bootstrap_derivative,
+    raw_derivative,
+)
+from cpq_guard.stats.frequencies import frequencies_of_counts
 
 
 def generator_state(rng: np.random.Generator) -> dict:
@@ -126,3 +131,33 @@ def test_bootstrap_mean_is_exact_expectation(counts: list[int]) -> None:
 
     assert value >= 0.0
     assert abs(value - expected) <= tolerance
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ([2], 0.5),  # every resample of [a, a] is a doubleton: 2 * 1 / 2^2
+        ([1], 0.0),
+        ([1, 1], 2 * 0.5 / 4),  # resamples aa, ab, ba, bb: one doubleton half the time
+    ],
+)
+def test_expected_derivative_by_hand(counts: list[int], expected: float) -> None:
+    counts_array = np.array(counts)
+    value = expected_bootstrap_derivative(frequencies_of_counts(counts_array), int(sum(counts)))
+
+    assert value == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("counts", [[5, 3, 1, 1], [7, 3, 3, 3], [10, 5, 2, 1, 1, 1], [1] * 9])
+def test_expected_derivative_is_bootstrap_limit(counts: list[int]) -> None:
+    counts_array = np.array(counts)
+    total = int(counts_array.sum())
+    resamples = 40_000
+    draws = np.random.default_rng(11).multinomial(total, counts_array / total, size=resamples)
+    doubletons = np.count_nonzero(draws == 2, axis=1) * 2.0 / total**2
+    # The bootstrap mean over many resamples is within 5 standard errors of the limit.
+    tolerance = 5 * doubletons.std() / np.sqrt(resamples)
+
+    value = expected_bootstrap_derivative(frequencies_of_counts(counts_array), total)
+
+    assert abs(value - doubletons.mean()) <= tolerance

@@ -34,6 +34,7 @@ THRESHOLD_POLICIES = [
     MissingMassPolicy(epsilon=0.2, estimator="good-turing", min_queries=1, max_queries=12),
     DerivativePolicy(lambda_=0.02, bootstrap=5, min_queries=4, max_queries=20),
     DerivativePolicy(lambda_=0.01, bootstrap=0, min_queries=2, max_queries=10),
+    DerivativePolicy(lambda_=0.01, derivative="expected", min_queries=3, max_queries=18),
 ]
 HISTORY_LENGTH = 25
 
@@ -394,3 +395,22 @@ def test_stopping_times_empty() -> None:
     times = stopping_times(np.empty((0, 3)), 0.2, min_queries=5, max_queries=7)
 
     assert times.shape == (0,)
+
+
+def test_expected_derivative_draws_nothing() -> None:
+    policy = DerivativePolicy(lambda_=0.0, derivative="expected", min_queries=2, max_queries=6)
+    rng = np.random.default_rng(3)
+    state_before = rng.bit_generator.state
+
+    policy.trajectory(np.array([0, 0, 1, 0, 2, 1]), rng)
+
+    assert rng.bit_generator.state == state_before
+
+
+def test_derivative_mode_round_trips() -> None:
+    policy = DerivativePolicy(lambda_=0.002, derivative="expected")
+
+    restored = TypeAdapter(Policy).validate_json(policy.model_dump_json(by_alias=True))
+
+    assert restored == policy
+    assert restored.derivative == "expected"
