@@ -18,7 +18,7 @@ idiomatic built-in for the same failure, the class also derives from it, so
     ├── UnknownPromptError (KeyError)           an offline model does not know a prompt
     ├── ModelQueryError (RuntimeError)          a model call failed after its retries
     ├── ExtractionError (ValueError)            an answer extractor raised
-    └── Abstained                               the guard abstained and was told to raise
+    └── Abstained                               the guard abstained with raise_on_abstain set
 
 Each class carries the values a caller needs to act on it as attributes, not
 only in its message.
@@ -152,7 +152,7 @@ class BankFormatError(ArtifactError):
 
 
 class CalibrationFormatError(ArtifactError):
-    """A calibration file is not valid JSON or holds impossible values."""
+    """A calibration file is not valid JSON or contains impossible values."""
 
 
 class SchemaVersionError(ArtifactError):

@@ -102,8 +102,8 @@ class History:
     def estimate(self, num_queries: int, estimator: MissingMassEstimator) -> StopEstimate:
         """Estimate the missing mass and cluster probabilities after ``num_queries`` samples.
 
-        Results are cached per ``(num_queries, estimator)`` because evaluation asks
-        for the same stopping point in every split.
+        Results are cached per ``(num_queries, estimator)`` because evaluation needs
+        the same stopping point in every split.
         """
         key = (num_queries, estimator)
         cached = self._cache.get(key)

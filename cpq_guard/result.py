@@ -13,7 +13,7 @@ class TokenUsage(BaseModel):
     """Token counts summed over model responses.
 
     Counts come from each response's ``usage_metadata``; responses without it add
-    nothing, and ``responses_without_usage`` says how many there were.
+    nothing, and ``responses_without_usage`` counts them.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -64,7 +64,7 @@ class GuardResult(BaseModel):
     like the calibration prompts, the correct answer is in it (or the guard
     abstains) with probability at least ``1 - alpha``. When ``abstained`` is
     true, the samples were too spread or too novel for any set to be trusted,
-    and ``answers`` is empty; ``clusters`` still shows what the model said.
+    and ``answers`` is empty, but ``clusters`` still lists the model's answers.
 
     Attributes:
         answers: Clusters in the set, most probable first.
